@@ -1,0 +1,42 @@
+# The README's two commands: `make demo` (the main job on embedded defaults) and `make test`.
+# Each creates .venv in the repository root when missing and installs vtrlab into it with the pinned
+# constraints, so a fresh machine needs nothing but Python 3.11.
+
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.vtrlab-installed
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+
+.PHONY: demo test lint format install bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# (grep drops pip's notes about this machine's unused local index folders)
+	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[test]' 2>&1 \
+		| { grep -v "^WARNING: Location" || true; }
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/vtrlab selfcheck
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: $(STAMP)
+	$(BIN)/python bench/train_step.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

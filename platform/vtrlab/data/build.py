@@ -1,0 +1,279 @@
+"""``vtrlab data build``: annotations + videos -> WebDataset shards + manifest, as Ray tasks.
+
+Plan: parse the annotations (:mod:`vtrlab.data.parsers`), find every video file, and cut each split
+into shards of ``shard_samples`` videos in annotation order. Each shard is one task (Ray task, one CPU;
+or in-process with ``executor="local"``): decode with PyAV (1 fps, uniform down to ``stored_frames``,
+resize + centre crop), encode the frames, write the tar to a local temp file, upload it under a
+temporary key, commit it, then commit its stats sidecar. A rerun reads the sidecars and skips every
+shard whose sidecar matches its plan hash (same videos, captions, spans and frame options), so an
+interrupted build resumes where it stopped. The manifest is committed last.
+
+Ray is imported only when the Ray executor runs (``vtrlab.data`` imports nothing of Ray otherwise).
+Connects to ``RAY_ADDRESS`` when set, else starts a local Ray with all the machine's cores, or uses the
+Ray already initialised by the caller.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from vtrlab import storage
+from vtrlab.data.card import DatasetCard, load_card
+from vtrlab.data.parsers import VideoIndex, VideoItem, parse_annotations
+from vtrlab.data.shards import (
+    FORMAT,
+    MANIFEST,
+    ClipRecord,
+    Skip,
+    sha256_json,
+    sidecar_key,
+    write_shard,
+)
+from vtrlab.data.video import decode_video
+from vtrlab.errors import ConfigError, DataError, StorageError
+
+BUILD_OPTION_KEYS = ("stored_frames", "image_size", "fps", "frame_format", "jpeg_quality", "shard_samples")
+
+
+def build_options(card: DatasetCard, **overrides) -> dict:
+    """The frame/shard options of a build: the card's values, overridden by non-None ``overrides``."""
+    opts = {k: getattr(card, k) for k in BUILD_OPTION_KEYS}
+    for k, v in overrides.items():
+        if k not in BUILD_OPTION_KEYS:
+            raise ConfigError(f"unknown build option {k!r} (known: {', '.join(BUILD_OPTION_KEYS)})")
+        if v is not None:
+            opts[k] = v
+    if opts["frame_format"] not in ("jpg", "png", "npy"):
+        raise ConfigError(f"frame_format {opts['frame_format']!r}: expected jpg, png or npy")
+    return opts
+
+
+def _decode_records(tasks: list[dict], opts: dict) -> Iterator[ClipRecord | Skip]:
+    for t in tasks:
+        try:
+            frames = decode_video(
+                t["path"],
+                max_frames=opts["stored_frames"],
+                size=opts["image_size"],
+                fps=opts["fps"],
+                start=t["start"],
+                end=t["end"],
+            )
+        except DataError as exc:
+            yield Skip(t["video_id"], str(exc))
+            continue
+        yield ClipRecord(
+            t["video_id"], t["captions"], frames, t["start"], t["end"], os.path.basename(t["path"]), t["meta"]
+        )
+
+
+def build_shard_task(store_spec: dict, shard: dict, opts: dict) -> dict:
+    """One shard: decode its videos and write it (runs in a Ray worker or in-process)."""
+    store = storage.open_store(store_spec)
+    return write_shard(
+        store,
+        shard["split"],
+        shard["index"],
+        _decode_records(shard["videos"], opts),
+        first_sample_index=shard["first_sample_index"],
+        frame_format=opts["frame_format"],
+        jpeg_quality=opts["jpeg_quality"],
+        plan_hash=shard["plan_hash"],
+    )
+
+
+def _ensure_ray(num_cpus: int | None):
+    import ray
+
+    if not ray.is_initialized():
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        pkg_root = str(Path(__file__).resolve().parents[2])
+        env = {"PYTHONPATH": os.pathsep.join(p for p in [pkg_root, os.environ.get("PYTHONPATH", "")] if p)}
+        if os.environ.get("RAY_ADDRESS"):
+            ray.init(runtime_env={"env_vars": env}, log_to_driver=False)
+        else:
+            ray.init(num_cpus=num_cpus, include_dashboard=False, runtime_env={"env_vars": env}, log_to_driver=False)
+    return ray
+
+
+def run_tasks(
+    shards: list[dict], store_spec: dict, opts: dict, executor: str, num_cpus: int | None, progress: Callable | None
+) -> list[dict]:
+    """Run the shard tasks; results in the order of ``shards``."""
+    if executor == "local":
+        out = []
+        for s in shards:
+            out.append(build_shard_task(store_spec, s, opts))
+            if progress:
+                progress(out[-1])
+        return out
+    if executor != "ray":
+        raise ConfigError(f"executor {executor!r}: expected 'ray' or 'local'")
+    ray = _ensure_ray(num_cpus)
+    remote = ray.remote(num_cpus=1, max_retries=2)(build_shard_task)
+    store_ref, opts_ref = ray.put(store_spec), ray.put(opts)
+    refs = [remote.remote(store_ref, s, opts_ref) for s in shards]
+    index = {r: i for i, r in enumerate(refs)}
+    results: list[dict | None] = [None] * len(refs)
+    pending = list(refs)
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        for r in done:
+            try:
+                results[index[r]] = ray.get(r)
+            except Exception as exc:  # unwrap RayTaskError to our own error types
+                cause = getattr(exc, "cause", None)
+                if isinstance(cause, (DataError, StorageError, ConfigError)):
+                    raise cause from None
+                raise
+            if progress:
+                progress(results[index[r]])
+    return results  # type: ignore[return-value]
+
+
+def plan_shards(
+    card: DatasetCard, parsed: dict[str, list[VideoItem]], videos: str | os.PathLike, opts: dict
+) -> tuple[list[dict], dict[str, list[dict]]]:
+    """(shard tasks, per-split skipped videos whose files are missing)."""
+    index = VideoIndex(videos)
+    shards: list[dict] = []
+    missing: dict[str, list[dict]] = {}
+    for split, items in parsed.items():
+        found = []
+        missing[split] = []
+        for it in items:
+            path = index.find(it)
+            if path is None:
+                missing[split].append(
+                    {"video_id": it.video_id, "reason": f"video file not found under {videos} (looked for "
+                     f"{it.file_hint or it.video_id} and its stem with any video extension)"}
+                )
+                continue
+            found.append(
+                {
+                    "video_id": it.video_id,
+                    "captions": it.captions,
+                    "start": it.start,
+                    "end": it.end,
+                    "meta": it.meta,
+                    "path": path,
+                    "file_size": os.path.getsize(path),
+                }
+            )
+        n = opts["shard_samples"]
+        for si, lo in enumerate(range(0, len(found), n)):
+            chunk = found[lo : lo + n]
+            plan = {
+                "opts": opts,
+                "videos": [[v["video_id"], v["captions"], v["start"], v["end"], v["file_size"]] for v in chunk],
+            }
+            shards.append(
+                {
+                    "split": split,
+                    "index": si,
+                    "first_sample_index": lo,
+                    "videos": chunk,
+                    "plan_hash": sha256_json(plan),
+                }
+            )
+    return shards, missing
+
+
+def assemble_manifest(
+    name: str,
+    card: DatasetCard,
+    opts: dict,
+    split_names: list[str],
+    stats: list[dict],
+    missing: dict[str, list[dict]],
+    protocols: dict[str, str] | None = None,
+    expected: dict[str, dict] | None = None,
+    extra: dict | None = None,
+) -> dict:
+    """The manifest dict from the shard sidecars (see :mod:`vtrlab.data.shards`)."""
+    splits: dict[str, dict] = {}
+    for split in split_names:
+        ss = sorted((s for s in stats if s["split"] == split), key=lambda s: s["index"])
+        shards = [
+            {k: s[k] for k in ("path", "samples", "videos", "captions", "bytes", "sha256")} for s in ss if s["samples"]
+        ]
+        skipped = list(missing.get(split, [])) + [sk for s in ss for sk in s["skipped"]]
+        spec = card.splits.get(split)
+        exp = (expected or {}).get(split) or ({"videos": spec.videos, "captions": spec.captions} if spec else None)
+        splits[split] = {
+            "protocol": (protocols or {}).get(split) or card.split_protocol(split),
+            "samples": sum(s["samples"] for s in shards),
+            "videos": sum(s["videos"] for s in shards),
+            "captions": sum(s["captions"] for s in shards),
+            "bytes": sum(s["bytes"] for s in shards),
+            "expected": exp,
+            "skipped": skipped,
+            "shards": shards,
+        }
+    version = sha256_json(
+        {"opts": opts, "splits": {k: [s["sha256"] for s in v["shards"]] for k, v in splits.items()}}
+    )
+    man = {
+        "format": FORMAT,
+        "name": name,
+        "version": version,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "card": card.model_dump(mode="json"),
+        "options": opts,
+        "splits": splits,
+    }
+    if extra:
+        man.update(extra)
+    return man
+
+
+def build(
+    benchmark: str | DatasetCard,
+    annotations: str | os.PathLike,
+    videos: str | os.PathLike,
+    out: str,
+    splits: list[str] | None = None,
+    *,
+    executor: str = "ray",
+    num_cpus: int | None = None,
+    progress: Callable[[dict], None] | None = None,
+    **option_overrides,
+) -> dict:
+    """Build a benchmark's shards and manifest at ``out`` (local path, file:// or s3://); returns the manifest.
+
+    ``option_overrides``: any of stored_frames, image_size, fps, frame_format, jpeg_quality, shard_samples
+    (default: the card's). Missing or undecodable videos are skipped and listed in the manifest; bad
+    annotation files raise DataError. Resumable: shards already complete (sidecar with the same plan hash)
+    are not rebuilt. Logs "resumed N of M shards" through ``progress`` (called with each shard's stats,
+    plus ``{"resumed": True}`` for shards skipped).
+    """
+    card = benchmark if isinstance(benchmark, DatasetCard) else load_card(benchmark)
+    opts = build_options(card, **option_overrides)
+    parsed = parse_annotations(card, annotations, splits)
+    shards, missing = plan_shards(card, parsed, videos, opts)
+    store = storage.open_store(out)
+    existing = set(store.list(""))
+    done: list[dict] = []
+    todo: list[dict] = []
+    for s in shards:
+        sk = sidecar_key(s["split"], s["index"])
+        if sk in existing:
+            try:
+                st = json.loads(store.read_text(sk))
+            except (StorageError, json.JSONDecodeError):
+                st = None
+            if st and st.get("plan_hash") == s["plan_hash"] and (st["path"] is None or st["path"] in existing):
+                done.append(st)
+                if progress:
+                    progress({**st, "resumed": True})
+                continue
+        todo.append(s)
+    results = run_tasks(todo, store.spec(), opts, executor, num_cpus, progress)
+    man = assemble_manifest(card.name, card, opts, list(parsed), done + results, missing)
+    man["build"] = {"shards_total": len(shards), "shards_resumed": len(done), "shards_written": len(todo)}
+    store.write_text(MANIFEST, json.dumps(man, indent=1, sort_keys=True))
+    return man

@@ -1,0 +1,353 @@
+"""Streaming train and eval loaders over the shards of a built dataset (local path, file:// or s3://).
+
+Batches (dicts) as the model and training code expect them:
+
+- train (:func:`make_train_loader`): ``frames`` uint8 [B, F, 3, H, W] (RGB, unnormalised), ``frame_mask``
+  bool [B, F] (True = real frame; clips with fewer stored frames than F are zero-padded at the end),
+  ``tokens`` int64 [B, max_words] (open_clip BPE via :func:`vtrlab.model.tokenizer.tokenize`),
+  ``video_id`` list[str], ``caption`` list[str].
+- eval (:func:`make_eval_loader`): ``frames``, ``frame_mask``, ``video_id`` as above, one row per VIDEO;
+  ``captions`` list[list[str]] (all captions of each video, in stored order), ``tokens`` int64
+  [total captions in batch, max_words] and ``caption_video_index`` int64 [total captions] (row of each
+  caption's video in this batch).
+
+Frame sampling: the stored T frames are cut into F equal segments; training takes a uniformly random
+frame inside each segment (jitter), evaluation the centre of each segment. With T < F all T frames are
+used and the rest is padding (mask False).
+
+Training streams are "resampled": every (rank, DataLoader worker) draws shards at random with
+replacement (weighted by caption count, so every caption is drawn once per epoch in expectation), expands
+each video into one (clip, caption) pair per caption (frames stored once per video), passes the pairs
+through a shuffle buffer and batches them. Every worker of every rank yields exactly
+``ceil(epoch_batches / num_workers)`` batches, so every rank yields the same number of batches per epoch
+(``len(loader)``) and nothing waits for a shard that some rank does not have: there is no hang with fewer
+shards than ranks x workers. ``epoch_batches`` defaults to ``captions // (batch_size * world_size)``.
+Randomness is a function of (seed, epoch, rank, worker): iterating the loader again starts the next epoch
+(or call ``loader.set_epoch(e)``).
+
+Evaluation splits the split's samples (manifest order: shards in order, samples in shard order) into
+``world_size`` contiguous blocks; rank r reads only the shards overlapping its block, so every video is
+yielded exactly once across ranks, in a deterministic order (rank blocks concatenated in rank order give
+the manifest order). With DataLoader workers each worker takes a contiguous sub-block and the DataLoader
+interleaves their batches: still deterministic, and each batch's ``video_id`` says what it holds. A rank
+may get no video (more ranks than videos): it yields no batch.
+
+Broken shards: a truncated or corrupt shard (or one whose sha256 differs from the manifest's, checked
+once a shard has been read to its end) raises :class:`~vtrlab.errors.DataError` naming its URL
+(``on_error="raise"``, default) or is reported with a RuntimeWarning and skipped (``on_error="skip"``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from vtrlab import storage
+from vtrlab.data.shards import RawSample, iter_shard_safe, manifest_split, read_manifest
+from vtrlab.errors import ConfigError, DataError
+
+__all__ = ["frame_indices", "make_eval_loader", "make_train_loader"]
+
+
+def frame_indices(num_stored: int, num_frames: int, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Indices of the stored frames to use (length min(num_stored, num_frames)).
+
+    Uniform segments; ``rng`` given: a random frame in each segment (training jitter); else the centre.
+    """
+    if num_stored <= num_frames:
+        return np.arange(num_stored)
+    edges = np.linspace(0.0, num_stored, num_frames + 1)
+    lo, hi = edges[:-1], edges[1:]
+    pos = lo + rng.random(num_frames) * (hi - lo) if rng is not None else (lo + hi) / 2.0
+    return np.clip(np.floor(pos).astype(np.int64), 0, num_stored - 1)
+
+
+def _frames_batch(samples: list[RawSample], num_frames: int, rng: np.random.Generator | None):
+    arrays, counts = [], []
+    for s in samples:
+        idx = frame_indices(s.num_frames, num_frames, rng)
+        arrays.append(s.decode(idx))
+        counts.append(len(idx))
+    h, w = arrays[0].shape[1:3]
+    out = np.zeros((len(samples), num_frames, h, w, 3), dtype=np.uint8)
+    mask = np.zeros((len(samples), num_frames), dtype=bool)
+    for i, (a, n) in enumerate(zip(arrays, counts, strict=True)):
+        if a.shape[1:3] != (h, w):
+            raise DataError(
+                f"{samples[i].url}: sample {samples[i].meta.get('video_id')!r} has frames {a.shape[1:3]}, "
+                f"others in the batch {(h, w)}"
+            )
+        out[i, :n] = a
+        mask[i, :n] = True
+    frames = torch.from_numpy(out).permute(0, 1, 4, 2, 3).contiguous()
+    return frames, torch.from_numpy(mask)
+
+
+def _tokenize(texts: list[str], max_words: int) -> torch.Tensor:
+    from vtrlab.model.tokenizer import tokenize
+
+    return tokenize(texts, max_words).long()
+
+
+def _worker() -> tuple[int, int]:
+    info = get_worker_info()
+    return (0, 1) if info is None else (info.id, info.num_workers)
+
+
+def _check_rank(rank: int, world_size: int) -> None:
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ConfigError(f"rank {rank} / world_size {world_size}: expected 0 <= rank < world_size")
+
+
+class _DatasetBase(IterableDataset):
+    def __init__(self, url: str, split: str, batch_size: int, num_frames: int, max_words: int,
+                 on_error: str, verify: bool):
+        if batch_size < 1 or num_frames < 1 or max_words < 2:
+            raise ConfigError(
+                f"batch_size {batch_size}, num_frames {num_frames}, max_words {max_words}: expected "
+                "batch_size >= 1, num_frames >= 1, max_words >= 2"
+            )
+        if on_error not in ("raise", "skip"):
+            raise ConfigError(f"on_error {on_error!r}: expected 'raise' or 'skip'")
+        self.url, self.split = url, split
+        self.manifest = read_manifest(url)
+        self.info = manifest_split(self.manifest, split, url)
+        self.shards = [
+            {**s, "url": storage.join_url(url, s["path"])} for s in self.info["shards"]
+        ]
+        if not self.shards:
+            raise DataError(f"{url}: split {split!r} has no shard (all its videos were skipped?)")
+        self.batch_size, self.num_frames, self.max_words = batch_size, num_frames, max_words
+        self.on_error, self.verify = on_error, verify
+
+    def _read(self, shard: dict) -> Iterator[RawSample]:
+        return iter_shard_safe(shard["url"], self.on_error, shard["sha256"] if self.verify else None)
+
+
+class TrainStream(_DatasetBase):
+    """The resampled training stream of one rank (see the module docstring)."""
+
+    def __init__(self, url, split, *, batch_size, num_frames, max_words, num_workers=0, rank=0, world_size=1,
+                 seed=0, epoch_batches=None, shuffle_buffer=500, on_error="raise", verify=True):
+        super().__init__(url, split, batch_size, num_frames, max_words, on_error, verify)
+        _check_rank(rank, world_size)
+        self.rank, self.world_size, self.seed = rank, world_size, seed
+        self.num_workers = max(1, num_workers)
+        if epoch_batches is None:
+            epoch_batches = max(1, self.info["captions"] // (batch_size * world_size))
+        if epoch_batches < 1:
+            raise ConfigError(f"epoch_batches {epoch_batches}: expected >= 1")
+        self.epoch_batches = epoch_batches
+        self.batches_per_worker = math.ceil(epoch_batches / self.num_workers)
+        self.shuffle_buffer = max(1, shuffle_buffer)
+        self.epoch = 0
+        w = np.array([max(1, s["captions"]) for s in self.shards], dtype=np.float64)
+        self.weights = w / w.sum()
+
+    def __len__(self) -> int:
+        return self.batches_per_worker * self.num_workers
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def _pairs(self, rng: np.random.Generator) -> Iterator[tuple[RawSample, str]]:
+        empty_run = 0
+        while True:
+            shard = self.shards[int(rng.choice(len(self.shards), p=self.weights))]
+            got = False
+            for s in self._read(shard):
+                got = True
+                for cap in s.meta["captions"]:
+                    yield s, cap
+            empty_run = 0 if got else empty_run + 1
+            if empty_run > 4 * len(self.shards) + 10:
+                raise DataError(f"{self.url}: split {self.split!r}: no readable sample in any shard")
+
+    def __iter__(self) -> Iterator[dict]:
+        wid, nw = _worker()
+        if nw != self.num_workers:
+            # DataLoader with another worker count than announced: keep the per-rank total
+            self.num_workers = nw
+            self.batches_per_worker = math.ceil(self.epoch_batches / nw)
+        rng = np.random.default_rng([self.seed, self.epoch, self.rank, wid, 7])
+        pairs = self._pairs(rng)
+        buf: list[tuple[RawSample, str]] = []
+        batch: list[tuple[RawSample, str]] = []
+        produced = 0
+        try:
+            while produced < self.batches_per_worker:
+                while len(buf) < self.shuffle_buffer:
+                    buf.append(next(pairs))
+                k = int(rng.integers(len(buf)))
+                buf[k], buf[-1] = buf[-1], buf[k]
+                batch.append(buf.pop())
+                if len(batch) == self.batch_size:
+                    yield self._collate(batch, rng)
+                    produced += 1
+                    batch = []
+        finally:
+            pairs.close()
+
+    def _collate(self, batch: list[tuple[RawSample, str]], rng) -> dict:
+        samples = [s for s, _ in batch]
+        caps = [c for _, c in batch]
+        frames, mask = _frames_batch(samples, self.num_frames, rng)
+        return {
+            "frames": frames,
+            "frame_mask": mask,
+            "tokens": _tokenize(caps, self.max_words),
+            "video_id": [s.meta["video_id"] for s in samples],
+            "caption": caps,
+        }
+
+
+class EvalStream(_DatasetBase):
+    """Every video of a split once across ranks, deterministic order (see the module docstring)."""
+
+    def __init__(self, url, split, *, batch_size, num_frames, max_words, rank=0, world_size=1,
+                 on_error="raise", verify=True):
+        super().__init__(url, split, batch_size, num_frames, max_words, on_error, verify)
+        _check_rank(rank, world_size)
+        self.rank, self.world_size = rank, world_size
+        n = self.info["samples"]
+        self.lo, self.hi = rank * n // world_size, (rank + 1) * n // world_size
+
+    @property
+    def num_videos(self) -> int:
+        """Videos this rank yields."""
+        return self.hi - self.lo
+
+    def __len__(self) -> int:
+        wid_count = 1  # approximate when DataLoader workers split the block further
+        return math.ceil(self.num_videos / self.batch_size) * wid_count
+
+    def _samples(self, lo: int, hi: int) -> Iterator[RawSample]:
+        off = 0
+        for shard in self.shards:
+            n = shard["samples"]
+            if off + n > lo and off < hi:
+                for i, s in enumerate(self._read(shard)):
+                    g = off + i
+                    if g >= hi:
+                        break
+                    if g >= lo:
+                        yield s
+            off += n
+            if off >= hi:
+                break
+
+    def __iter__(self) -> Iterator[dict]:
+        wid, nw = _worker()
+        span = self.hi - self.lo
+        lo, hi = self.lo + wid * span // nw, self.lo + (wid + 1) * span // nw
+        batch: list[RawSample] = []
+        for s in self._samples(lo, hi):
+            batch.append(s)
+            if len(batch) == self.batch_size:
+                yield self._collate(batch)
+                batch = []
+        if batch:
+            yield self._collate(batch)
+
+    def _collate(self, samples: list[RawSample]) -> dict:
+        frames, mask = _frames_batch(samples, self.num_frames, None)
+        captions = [list(s.meta["captions"]) for s in samples]
+        flat = [c for cs in captions for c in cs]
+        index = [i for i, cs in enumerate(captions) for _ in cs]
+        return {
+            "frames": frames,
+            "frame_mask": mask,
+            "video_id": [s.meta["video_id"] for s in samples],
+            "captions": captions,
+            "tokens": _tokenize(flat, self.max_words),
+            "caption_video_index": torch.tensor(index, dtype=torch.long),
+        }
+
+
+class StreamLoader:
+    """A DataLoader over a stream; iterating it again starts the next epoch (``set_epoch`` to choose)."""
+
+    def __init__(self, dataset: TrainStream | EvalStream, num_workers: int = 0, pin_memory: bool = False,
+                 prefetch_factor: int | None = None):
+        self.dataset = dataset
+        self.num_workers = num_workers
+        kw = {}
+        if num_workers > 0 and prefetch_factor:
+            kw["prefetch_factor"] = prefetch_factor
+        self.dataloader = DataLoader(
+            dataset, batch_size=None, num_workers=num_workers, pin_memory=pin_memory, **kw
+        )
+        self._epoch = 0
+        self._explicit = False
+
+    def set_epoch(self, epoch: int) -> None:
+        self._epoch = int(epoch)
+        self._explicit = True
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __iter__(self):
+        if isinstance(self.dataset, TrainStream):
+            self.dataset.set_epoch(self._epoch)
+        if not self._explicit:
+            self._epoch += 1
+        self._explicit = False
+        return iter(self.dataloader)
+
+
+def make_train_loader(
+    url: str,
+    split: str,
+    *,
+    batch_size: int,
+    num_frames: int,
+    max_words: int,
+    num_workers: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+    seed: int = 0,
+    epoch_batches: int | None = None,
+    shuffle_buffer: int = 500,
+    on_error: str = "raise",
+    verify: bool = True,
+    pin_memory: bool = False,
+    prefetch_factor: int | None = None,
+) -> StreamLoader:
+    """The training loader of one data-parallel rank (see the module docstring).
+
+    ``shuffle_buffer``: (clip, caption) pairs held for shuffling per worker; ``on_error``: "raise" or
+    "skip" for broken shards; ``verify``: check each fully read shard's sha256 against the manifest.
+    """
+    ds = TrainStream(
+        url, split, batch_size=batch_size, num_frames=num_frames, max_words=max_words,
+        num_workers=num_workers, rank=rank, world_size=world_size, seed=seed, epoch_batches=epoch_batches,
+        shuffle_buffer=shuffle_buffer, on_error=on_error, verify=verify,
+    )
+    return StreamLoader(ds, num_workers=num_workers, pin_memory=pin_memory, prefetch_factor=prefetch_factor)
+
+
+def make_eval_loader(
+    url: str,
+    split: str,
+    *,
+    batch_size: int,
+    num_frames: int,
+    max_words: int,
+    rank: int = 0,
+    world_size: int = 1,
+    num_workers: int = 0,
+    on_error: str = "raise",
+    verify: bool = True,
+    pin_memory: bool = False,
+) -> StreamLoader:
+    """The evaluation loader of one rank: every video of ``split`` once across ranks, with all its captions."""
+    ds = EvalStream(
+        url, split, batch_size=batch_size, num_frames=num_frames, max_words=max_words, rank=rank,
+        world_size=world_size, on_error=on_error, verify=verify,
+    )
+    return StreamLoader(ds, num_workers=num_workers, pin_memory=pin_memory)

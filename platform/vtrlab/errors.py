@@ -1,0 +1,27 @@
+"""The exceptions vtrlab raises for bad input: each message names the file, key or URL at fault."""
+
+from __future__ import annotations
+
+
+class VtrlabError(Exception):
+    """Base class of every error vtrlab raises on purpose (the CLI prints these without a traceback)."""
+
+
+class ConfigError(VtrlabError, ValueError):
+    """An unknown name, an unknown key or an out-of-range value in a spec, a knob or a CLI option."""
+
+
+class InputError(VtrlabError, ValueError):
+    """A tensor or file whose shape, dtype or content is not what the called function expects."""
+
+
+class ArtifactError(VtrlabError):
+    """An adapter artifact that is missing, corrupt, truncated or made for another backbone."""
+
+
+class DataError(VtrlabError):
+    """An annotation file, video or shard that cannot be parsed or read."""
+
+
+class StorageError(VtrlabError):
+    """An object-store operation (s3:// or file://) that failed; the message names the bucket and key."""

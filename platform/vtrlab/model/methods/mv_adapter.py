@@ -1,0 +1,219 @@
+"""MV-Adapter (Jin et al., CVPR 2024; methods.md section 2).
+
+Per block of both towers, an adapter sequential after the MLP: down-projection -> small transformer (TRM)
+-> up-projection, with up zero-initialised so the model starts as frozen CLIP. The video branch adds the
+Temporal Adaptation module with per-frame weight calibration of the CLS up-projection; Cross Modality Tying
+(CMT) generates a scale for W_down of both towers' tied layers from one shared factor per layer.
+
+Readings of the paper where it is not explicit (each one is a knob or documented here):
+- The value up-projected for frame i's CLS token is the TRM's local context of frame i (its CLS output
+  plus its patch-mean output), so the TRM changes the tokens even with calibration off (the paper's
+  "+ TRM" ablation row needs that). With `trm=False` it is the down-projected CLS token itself.
+- With `trm=False` and `calibration=True`, the global context CC' is the masked mean of the frames'
+  down-projected CLS tokens and the local context is CLS_i + patchmean_i.
+- CMT's maps M start with zero weight and unit bias, so tied scales start at exactly 1.
+- Positional embeddings have `max_frames` / `max_words` positions; the paper's counts (2.39% for MSR-VTT
+  at 12 frames and 32 words, 2.42% for DiDeMo at 32 frames and 64 words) are reproduced with those.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from vtrlab.errors import ConfigError
+from vtrlab.model.context import AdapterContext
+from vtrlab.model.dual_encoder import VideoTextDualEncoder
+from vtrlab.model.layers import AdapterModule, LayerNorm, QuickGELU, TinyTransformer, zero_init_linear
+from vtrlab.model.methods.common import (
+    attach_after_mlp,
+    check_width,
+    resolve_layers,
+    tower_width,
+    unfreeze_backbone_biases,
+)
+from vtrlab.model.methods.registry import Knobs, register_method
+
+CmtMode = Literal["down-in", "down-out"]
+
+# The authors' per-benchmark CMT settings (methods.md 2.5), for sweeps and cards to pick up.
+CMT_PAPER_SETTINGS: dict[str, dict[str, object]] = {
+    "msrvtt": {"cmt_mode": "down-out", "cmt_layers": [10, 11]},
+    "didemo": {"cmt_mode": "down-out", "cmt_layers": [10, 11]},
+    "msvd": {"cmt_mode": "down-in", "cmt_layers": [10, 11]},
+    "lsmdc": {"cmt_mode": "down-in", "cmt_layers": [9, 10, 11]},
+    "activitynet": {"cmt_mode": "down-in", "cmt_layers": [11]},
+}
+
+
+class MvAdapterKnobs(Knobs):
+    width: Annotated[int, Field(gt=0, description="bottleneck width d' (64 for ViT-B, 128 for ViT-L)")] = 64
+    scale: Annotated[float, Field(gt=0)] = 0.1
+    trm: bool = True
+    trm_heads: Annotated[int, Field(gt=0)] = 2
+    calibration: bool = True
+    calibration_shrink: Annotated[int, Field(gt=0, description="sigma: FC1 maps 2d' -> d'/sigma")] = 4
+    cmt: bool = True
+    cmt_factor_dim: Annotated[int, Field(gt=0)] = 32
+    cmt_layers: Annotated[list[int], Field(min_length=1)] = [-2, -1]
+    cmt_mode: CmtMode = "down-in"
+    max_frames: Annotated[int, Field(gt=0)] = 12
+    max_words: Annotated[int, Field(gt=0)] = 32
+    train_backbone_biases: bool = True
+
+
+def _scaled_down_weight(
+    down: nn.Linear, context: AdapterContext, key: str, mode: CmtMode
+) -> torch.Tensor:
+    """W_down, scaled element-wise by this layer's CMT scale along its input or output channels."""
+    scale = context.down_scales.get(key)
+    if scale is None:
+        return down.weight
+    return down.weight * (scale.unsqueeze(0) if mode == "down-in" else scale.unsqueeze(1))
+
+
+class MvVideoAdapter(AdapterModule):
+    """The video-branch adapter of one visual block: Temporal Adaptation with weight calibration."""
+
+    def __init__(self, dim: int, knobs: MvAdapterKnobs, context: AdapterContext, key: str):
+        super().__init__()
+        width = knobs.width
+        self.scale, self.key, self.cmt_mode, self.max_frames = knobs.scale, key, knobs.cmt_mode, knobs.max_frames
+        self.use_trm, self.use_calibration = knobs.trm, knobs.calibration
+        self._context = [context]  # a list, so nn.Module does not treat it as state
+        self.down = nn.Linear(dim, width)
+        self.act = QuickGELU()
+        self.up = zero_init_linear(width, dim)
+        if self.use_trm:
+            self.class_of_classes = nn.Parameter(torch.randn(width) * width**-0.5)
+            self.positional_embedding = nn.Parameter(torch.randn(1 + 2 * knobs.max_frames, width) * 0.01)
+            self.ln = LayerNorm(width)
+            self.trm = TinyTransformer(width, knobs.trm_heads)
+        if self.use_calibration:
+            self.cc_proj = nn.Linear(width, width)
+            self.fc1 = nn.Linear(2 * width, max(1, width // knobs.calibration_shrink))
+            self.fc2 = zero_init_linear(max(1, width // knobs.calibration_shrink), width, bias=False)
+
+    def _temporal(
+        self, cls: torch.Tensor, patch_mean: torch.Tensor, frame_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(global context [B, d'], local context [B, F, d']) from per-frame CLS and patch means."""
+        batch, frames, _ = cls.shape
+        if not self.use_trm:
+            weights = frame_mask.to(cls.dtype).unsqueeze(-1)
+            global_ctx = (cls * weights).sum(1) / weights.sum(1)
+            return global_ctx, cls if not self.use_calibration else cls + patch_mean
+        positions = torch.cat(
+            [torch.zeros(1, dtype=torch.long), torch.arange(1, frames + 1), torch.arange(1, frames + 1)]
+        )
+        positions[frames + 1 :] += self.max_frames
+        sequence = torch.cat([self.class_of_classes.expand(batch, 1, -1).to(cls.dtype), cls, patch_mean], 1)
+        sequence = self.ln(sequence + self.positional_embedding[positions.to(cls.device)].to(cls.dtype))
+        padding = torch.cat([frame_mask.new_zeros(batch, 1), ~frame_mask, ~frame_mask], dim=1)
+        out = self.act(self.trm(sequence, key_padding_mask=padding))
+        return out[:, 0], out[:, 1 : frames + 1] + out[:, frames + 1 :]
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        context = self._context[0]
+        frame_mask = context.frame_mask
+        frames = context.num_frames
+        if frames > self.max_frames and self.use_trm:
+            raise ConfigError(f"MV-Adapter built for max_frames={self.max_frames} got {frames} frames")
+        tokens, dim = hidden.shape[1], hidden.shape[2]
+        weight = _scaled_down_weight(self.down, context, self.key, self.cmt_mode)
+        low = self.act(F.linear(hidden, weight, self.down.bias)).view(-1, frames, tokens, self.down.out_features)
+        cls, patches = low[:, :, 0], low[:, :, 1:]
+        global_ctx, local_ctx = self._temporal(cls, patches.mean(dim=2), frame_mask)
+        if self.use_calibration:
+            cc = self.cc_proj(global_ctx).unsqueeze(1).expand_as(local_ctx)
+            alpha = self.fc2(F.relu(self.fc1(torch.cat([cc, local_ctx], dim=-1)))) + 1.0
+            local_ctx = local_ctx * alpha  # scaling W_up's input channels per frame == scaling its input
+        up_in = torch.cat([local_ctx.unsqueeze(2), patches], dim=2).view(-1, tokens, low.shape[-1])
+        return hidden + self.scale * self.up(up_in).view(-1, tokens, dim)
+
+
+class MvTextAdapter(AdapterModule):
+    """The text-branch adapter of one text block: down, positions, LN, causal TRM, QuickGELU, up."""
+
+    def __init__(self, dim: int, knobs: MvAdapterKnobs, context: AdapterContext, key: str):
+        super().__init__()
+        width = knobs.width
+        self.scale, self.key, self.cmt_mode, self.use_trm = knobs.scale, key, knobs.cmt_mode, knobs.trm
+        self._context = [context]
+        self.down = nn.Linear(dim, width)
+        self.positional_embedding = nn.Parameter(torch.randn(knobs.max_words, width) * 0.01)
+        self.ln = LayerNorm(width)
+        self.trm = TinyTransformer(width, knobs.trm_heads) if knobs.trm else None
+        self.act = QuickGELU()
+        self.up = zero_init_linear(width, dim)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        length = hidden.shape[1]
+        if length > self.positional_embedding.shape[0]:
+            raise ConfigError(
+                f"MV-Adapter built for max_words={self.positional_embedding.shape[0]} got {length} tokens"
+            )
+        weight = _scaled_down_weight(self.down, self._context[0], self.key, self.cmt_mode)
+        low = F.linear(hidden, weight, self.down.bias) + self.positional_embedding[:length].to(hidden.dtype)
+        low = self.ln(low)
+        if self.trm is not None:
+            low = self.trm(low, causal=True)
+        return hidden + self.scale * self.up(self.act(low))
+
+
+class CrossModalityTying(AdapterModule):
+    """One shared factor f per tied layer; per tower a linear map M(f) gives W_down's scale vector."""
+
+    def __init__(self, pairs: list[tuple[int, int]], factor_dim: int, visual_dim: int, text_dim: int):
+        super().__init__()
+        self.pairs = pairs
+        self.factors = nn.Parameter(torch.randn(len(pairs), factor_dim))
+        self.visual_maps = nn.ModuleList(self._unit_map(factor_dim, visual_dim) for _ in pairs)
+        self.text_maps = nn.ModuleList(self._unit_map(factor_dim, text_dim) for _ in pairs)
+
+    @staticmethod
+    def _unit_map(factor_dim: int, out_dim: int) -> nn.Linear:
+        layer = zero_init_linear(factor_dim, out_dim)
+        nn.init.ones_(layer.bias)
+        return layer
+
+    def forward(self) -> dict[str, torch.Tensor]:
+        scales = {}
+        for i, (visual_layer, text_layer) in enumerate(self.pairs):
+            scales[f"visual.{visual_layer}"] = self.visual_maps[i](self.factors[i])
+            scales[f"text.{text_layer}"] = self.text_maps[i](self.factors[i])
+        return scales
+
+
+@register_method(
+    "mv-adapter",
+    MvAdapterKnobs,
+    "MV-Adapter: bottleneck+TRM adapters in both towers, temporal calibration, cross-modality tying",
+)
+def apply_mv_adapter(encoder: VideoTextDualEncoder, knobs: MvAdapterKnobs) -> None:
+    check_width(knobs.width, encoder, ("visual", "text"), "width")
+    if knobs.trm and knobs.width % knobs.trm_heads:
+        raise ConfigError(f"knob width={knobs.width} must be divisible by trm_heads={knobs.trm_heads}")
+    for tower, blocks, adapter_cls in (
+        ("visual", encoder.visual_blocks, MvVideoAdapter),
+        ("text", encoder.text_blocks, MvTextAdapter),
+    ):
+        dim = tower_width(encoder, tower)
+        for index, block in enumerate(blocks):
+            attach_after_mlp(block, adapter_cls(dim, knobs, encoder.context, f"{tower}.{index}"))
+    if knobs.cmt:
+        visual_layers = resolve_layers(knobs.cmt_layers, len(encoder.visual_blocks), "cmt_layers")
+        text_layers = resolve_layers(knobs.cmt_layers, len(encoder.text_blocks), "cmt_layers")
+        down_in = knobs.cmt_mode == "down-in"
+        encoder.cmt = CrossModalityTying(
+            list(zip(visual_layers, text_layers, strict=True)),
+            knobs.cmt_factor_dim,
+            tower_width(encoder, "visual") if down_in else knobs.width,
+            tower_width(encoder, "text") if down_in else knobs.width,
+        )
+    if knobs.train_backbone_biases:
+        unfreeze_backbone_biases(encoder)

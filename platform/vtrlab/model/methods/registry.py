@@ -1,0 +1,101 @@
+"""The method registry: every adapter method is a named entry with a typed, validated knob model.
+
+Like timm's model registry, a method registers itself with a decorator; `create_model` builds the frozen
+backbone, wraps it in the dual encoder and lets the method inject its modules (the peft pattern).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from vtrlab.errors import ConfigError
+
+if TYPE_CHECKING:  # importing the encoder at run time would create an import cycle
+    from vtrlab.model.dual_encoder import VideoTextDualEncoder
+
+
+class Knobs(BaseModel):
+    """Base of every method's knob model: unknown knobs are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=True)
+
+
+ApplyFn = Callable[["VideoTextDualEncoder", Knobs], None]
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    """A registered method: its name, knob model, what it does to an encoder, and a one-line summary."""
+
+    name: str
+    knobs: type[Knobs]
+    apply: ApplyFn
+    summary: str
+
+
+_METHODS: dict[str, MethodEntry] = {}
+
+
+def register_method(name: str, knobs: type[Knobs], summary: str) -> Callable[[ApplyFn], ApplyFn]:
+    """Decorator registering `apply(encoder, knobs)` as method `name`."""
+
+    def decorator(apply: ApplyFn) -> ApplyFn:
+        if name in _METHODS:
+            raise RuntimeError(f"method {name!r} is registered twice")
+        _METHODS[name] = MethodEntry(name=name, knobs=knobs, apply=apply, summary=summary)
+        return apply
+
+    return decorator
+
+
+def list_methods() -> list[str]:
+    """Names of every registered method, in registration order."""
+    return list(_METHODS)
+
+
+def get_method(name: str) -> MethodEntry:
+    """The registry entry for `name`; an unknown name is a ConfigError listing the allowed ones."""
+    try:
+        return _METHODS[name]
+    except KeyError:
+        raise ConfigError(f"unknown method {name!r}; allowed: {', '.join(_METHODS)}") from None
+
+
+def knob_defaults(name: str) -> dict[str, Any]:
+    """Every knob of method `name` with its default value."""
+    return get_method(name).knobs().model_dump()
+
+
+def describe_knob(knobs: type[Knobs], key: str) -> str:
+    """`key: type = default (constraints)`: what `vtrlab model list` prints for one knob."""
+    field = knobs.model_fields[key]
+    annotation = getattr(field.annotation, "__name__", None) or str(field.annotation).replace("typing.", "")
+    constraints = ", ".join(str(meta) for meta in field.metadata)
+    text = f"{key}: {annotation} = {field.default!r}"
+    return f"{text} ({constraints})" if constraints else text
+
+
+def parse_knobs(name: str, values: Mapping[str, Any] | None = None, source: str = "knobs") -> Knobs:
+    """Validate `values` into method `name`'s knob model; errors name the knob, the value and what is allowed.
+
+    `source` names where the values came from (a file, `--set`), for the error message.
+    """
+    entry = get_method(name)
+    values = dict(values or {})
+    unknown = sorted(set(values) - set(entry.knobs.model_fields))
+    if unknown:
+        allowed = ", ".join(entry.knobs.model_fields) or "none"
+        raise ConfigError(f"{source}: unknown knob(s) {unknown} for method {name!r}; allowed: {allowed}")
+    try:
+        return entry.knobs(**values)
+    except ValidationError as err:
+        problems = []
+        for item in err.errors():
+            key = ".".join(str(part) for part in item["loc"]) or "knobs"
+            detail = describe_knob(entry.knobs, key) if key in entry.knobs.model_fields else ""
+            problems.append(f"{key}={item.get('input')!r}: {item['msg']}" + (f" [{detail}]" if detail else ""))
+        raise ConfigError(f"{source}: invalid knob(s) for method {name!r}: " + "; ".join(problems)) from None
