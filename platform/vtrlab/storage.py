@@ -21,6 +21,7 @@ boto3, no local copy), so ``webdataset`` pipelines and :func:`open_url` read sha
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
@@ -61,7 +62,7 @@ def join_url(base: str, *parts: str) -> str:
 
 
 def split_url(url: str) -> tuple[str, str, str]:
-    """(scheme, bucket_or_root, prefix) of a store URL: ``("s3", bucket, prefix)`` or ``("file", "", path)``."""
+    """(scheme, bucket, prefix) of a store URL: ``("s3", bucket, prefix)`` or ``("file", "", path)``."""
     if not url:
         raise StorageError("empty storage URL: expected a local path, file:///path or s3://bucket/prefix")
     pr = urlparse(url)
@@ -73,7 +74,9 @@ def split_url(url: str) -> tuple[str, str, str]:
         return "file", "", unquote(pr.path)
     if pr.scheme == "" or (len(pr.scheme) == 1 and os.name == "nt"):
         return "file", "", url
-    raise StorageError(f"{url}: unsupported URL scheme {pr.scheme!r}: expected a local path, file:// or s3://")
+    raise StorageError(
+        f"{url}: unsupported URL scheme {pr.scheme!r}: expected a local path, file:// or s3://"
+    )
 
 
 class Store:
@@ -318,10 +321,8 @@ class S3ReadStream(io.RawIOBase):
 
     def close(self) -> None:
         if self._body is not None:
-            try:
+            with contextlib.suppress(Exception):
                 self._body.close()
-            except Exception:
-                pass
             self._body = None
         super().close()
 
@@ -389,10 +390,8 @@ class S3Store(Store):
         except Exception as exc:
             raise _s3_error(exc, self.bucket, k, f"commit (copy from {tmp})") from exc
         finally:
-            try:
+            with contextlib.suppress(Exception):
                 client.delete_object(Bucket=self.bucket, Key=tmp)
-            except Exception:
-                pass
 
     def write_bytes(self, key: str, data: bytes) -> None:
         self._commit(lambda c, tmp: c.put_object(Bucket=self.bucket, Key=tmp, Body=data), key)
@@ -410,7 +409,12 @@ class S3Store(Store):
                     k = obj["Key"]
                     if _TMP_MARK in k.rsplit("/", 1)[-1]:
                         continue
+                    if self.prefix and not k.startswith(self.prefix + "/"):
+                        continue  # "pre/x" but not "prefix2/x"
                     rel = k[len(self.prefix) :].lstrip("/") if self.prefix else k
+                    p = prefix.strip("/")
+                    if p and rel != p and not rel.startswith(p + "/"):
+                        continue  # prefixes are folders: "test" lists test/..., not test_multi/...
                     out.append(rel)
         except Exception as exc:
             raise _s3_error(exc, self.bucket, full, "LIST") from exc
@@ -469,8 +473,10 @@ def _gopen_s3(url: str, mode: str = "rb", bufsize: int = 8192, **kw) -> BinaryIO
 
 def register_webdataset_opener() -> None:
     """Register the streaming ``s3://`` opener in ``webdataset.gopen.gopen_schemes`` (idempotent)."""
-    import webdataset.gopen as wgopen
+    import importlib
 
+    # `webdataset.gopen` the attribute is the function; the module is in sys.modules
+    wgopen = importlib.import_module("webdataset.gopen")
     wgopen.gopen_schemes["s3"] = _gopen_s3
 
 

@@ -1,0 +1,63 @@
+"""The data layer: benchmark cards and parsers, video decoding, WebDataset shards in object storage,
+streaming train/eval loaders and the synthetic temporal benchmark.
+
+Imports nothing of Ray (the Ray build executor imports it lazily), MLflow or the CLI. Public API::
+
+    load_card(name_or_path) -> DatasetCard
+    parse_annotations(card, annotations_dir, splits=None) -> {split: [VideoItem]}
+    build(benchmark, annotations, videos, out, splits=None, *, executor="ray", ...) -> manifest
+    synth(out, size="small", seed=0) -> manifest
+    read_manifest(url) -> dict;  summary(url) -> dict;  write_contact_sheet(url, path)
+    make_train_loader(url, split, *, batch_size, num_frames, max_words, num_workers=0, rank=0,
+                      world_size=1, seed=0, epoch_batches=None, ...)
+    make_eval_loader(url, split, *, batch_size, num_frames, max_words, rank=0, world_size=1, ...)
+"""
+
+from vtrlab.data.card import CARD_NAMES, DatasetCard, load_card
+from vtrlab.data.loader import frame_indices, make_eval_loader, make_train_loader
+from vtrlab.data.parsers import VideoItem, parse_annotations
+from vtrlab.data.shards import read_manifest
+
+__all__ = [
+    "CARD_NAMES",
+    "DatasetCard",
+    "VideoItem",
+    "build",
+    "frame_indices",
+    "load_card",
+    "make_eval_loader",
+    "make_train_loader",
+    "parse_annotations",
+    "read_manifest",
+    "summary",
+    "synth",
+    "write_contact_sheet",
+]
+
+
+def build(*args, **kwargs):
+    """See :func:`vtrlab.data.build.build`."""
+    from vtrlab.data.build import build as _build
+
+    return _build(*args, **kwargs)
+
+
+def synth(*args, **kwargs):
+    """See :func:`vtrlab.data.synth.synth`."""
+    from vtrlab.data.synth import synth as _synth
+
+    return _synth(*args, **kwargs)
+
+
+def summary(url: str) -> dict:
+    """See :func:`vtrlab.data.summary.summary`."""
+    from vtrlab.data.summary import summary as _summary
+
+    return _summary(url)
+
+
+def write_contact_sheet(url: str, path: str, **kw) -> str:
+    """See :func:`vtrlab.data.summary.write_contact_sheet`."""
+    from vtrlab.data.summary import write_contact_sheet as _w
+
+    return _w(url, path, **kw)

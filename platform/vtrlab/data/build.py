@@ -96,12 +96,19 @@ def _ensure_ray(num_cpus: int | None):
         if os.environ.get("RAY_ADDRESS"):
             ray.init(runtime_env={"env_vars": env}, log_to_driver=False)
         else:
-            ray.init(num_cpus=num_cpus, include_dashboard=False, runtime_env={"env_vars": env}, log_to_driver=False)
+            ray.init(
+                num_cpus=num_cpus, include_dashboard=False, runtime_env={"env_vars": env}, log_to_driver=False
+            )
     return ray
 
 
 def run_tasks(
-    shards: list[dict], store_spec: dict, opts: dict, executor: str, num_cpus: int | None, progress: Callable | None
+    shards: list[dict],
+    store_spec: dict,
+    opts: dict,
+    executor: str,
+    num_cpus: int | None,
+    progress: Callable | None,
 ) -> list[dict]:
     """Run the shard tasks; results in the order of ``shards``."""
     if executor == "local":
@@ -149,8 +156,11 @@ def plan_shards(
             path = index.find(it)
             if path is None:
                 missing[split].append(
-                    {"video_id": it.video_id, "reason": f"video file not found under {videos} (looked for "
-                     f"{it.file_hint or it.video_id} and its stem with any video extension)"}
+                    {
+                        "video_id": it.video_id,
+                        "reason": f"video file not found under {videos} (looked for "
+                        f"{it.file_hint or it.video_id} and its stem with any video extension)",
+                    }
                 )
                 continue
             found.append(
@@ -169,7 +179,9 @@ def plan_shards(
             chunk = found[lo : lo + n]
             plan = {
                 "opts": opts,
-                "videos": [[v["video_id"], v["captions"], v["start"], v["end"], v["file_size"]] for v in chunk],
+                "videos": [
+                    [v["video_id"], v["captions"], v["start"], v["end"], v["file_size"]] for v in chunk
+                ],
             }
             shards.append(
                 {
@@ -199,11 +211,15 @@ def assemble_manifest(
     for split in split_names:
         ss = sorted((s for s in stats if s["split"] == split), key=lambda s: s["index"])
         shards = [
-            {k: s[k] for k in ("path", "samples", "videos", "captions", "bytes", "sha256")} for s in ss if s["samples"]
+            {k: s[k] for k in ("path", "samples", "videos", "captions", "bytes", "sha256")}
+            for s in ss
+            if s["samples"]
         ]
         skipped = list(missing.get(split, [])) + [sk for s in ss for sk in s["skipped"]]
         spec = card.splits.get(split)
-        exp = (expected or {}).get(split) or ({"videos": spec.videos, "captions": spec.captions} if spec else None)
+        exp = (expected or {}).get(split) or (
+            {"videos": spec.videos, "captions": spec.captions} if spec else None
+        )
         splits[split] = {
             "protocol": (protocols or {}).get(split) or card.split_protocol(split),
             "samples": sum(s["samples"] for s in shards),
@@ -243,7 +259,7 @@ def build(
     progress: Callable[[dict], None] | None = None,
     **option_overrides,
 ) -> dict:
-    """Build a benchmark's shards and manifest at ``out`` (local path, file:// or s3://); returns the manifest.
+    """Build a benchmark's shards and manifest at ``out`` (local path, file://, s3://); returns the manifest.
 
     ``option_overrides``: any of stored_frames, image_size, fps, frame_format, jpeg_quality, shard_samples
     (default: the card's). Missing or undecodable videos are skipped and listed in the manifest; bad
@@ -266,7 +282,11 @@ def build(
                 st = json.loads(store.read_text(sk))
             except (StorageError, json.JSONDecodeError):
                 st = None
-            if st and st.get("plan_hash") == s["plan_hash"] and (st["path"] is None or st["path"] in existing):
+            if (
+                st
+                and st.get("plan_hash") == s["plan_hash"]
+                and (st["path"] is None or st["path"] in existing)
+            ):
                 done.append(st)
                 if progress:
                     progress({**st, "resumed": True})

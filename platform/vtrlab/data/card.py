@@ -1,4 +1,4 @@
-"""Dataset cards: one YAML per benchmark, validated into :class:`DatasetCard` (strict: unknown keys are errors).
+"""Dataset cards: one YAML per benchmark, validated into :class:`DatasetCard` (strict).
 
 The cards the package reads live in ``vtrlab/data/cards/<name>.yaml`` (shipped as package data); the
 repository's ``datasets/<name>.yaml`` are the user-facing copies and must stay byte-identical to them
@@ -9,7 +9,7 @@ Card fields::
 
     name: msrvtt                       # benchmark name (parser registry key)
     description: ...                   # free text
-    protocol: one-caption              # evaluation protocol of eval_split: one-caption | multi-caption | paragraph
+    protocol: one-caption              # protocol of eval_split: one-caption | multi-caption | paragraph
     eval_split: test                   # split evaluated by default (ActivityNet: val = val_1)
     annotations: {role: file name}     # files in the --annotations folder; roles are parser-specific
     splits:
@@ -17,8 +17,8 @@ Card fields::
       test:  {videos: 1000, captions: 1000, protocol: one-caption}
     num_frames: 12                     # the run's default frame count (12 or 32)
     max_words: 32                      # the run's default caption length in tokens (32 or 64)
-    stored_frames: 16                  # frames kept per clip in the shards (>= num_frames so training can jitter)
-    image_size: 224                    # stored frame size (square, after resize of the shorter side + centre crop)
+    stored_frames: 16                  # frames kept per clip in shards (>= num_frames: training jitters)
+    image_size: 224                    # stored frame size (shorter side resized, centre crop)
     fps: 1                             # sampling rate before the uniform down-sampling to stored_frames
     frame_format: jpg                  # jpg | png | npy (see docs/performance.md, "Data loading")
     jpeg_quality: 90
@@ -128,7 +128,9 @@ def load_card(name_or_path: str | Path) -> DatasetCard:
     if s in CARD_NAMES or (not s.endswith((".yaml", ".yml")) and "/" not in s):
         path = card_path(s)
         if not path.is_file():
-            raise ConfigError(f"unknown benchmark {s!r}: expected one of {', '.join(CARD_NAMES)} or a card file")
+            raise ConfigError(
+                f"unknown benchmark {s!r}: expected one of {', '.join(CARD_NAMES)} or a card file"
+            )
     else:
         path = Path(s)
         if not path.is_file():

@@ -40,6 +40,7 @@ once a shard has been read to its end) raises :class:`~vtrlab.errors.DataError` 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterator
 
 import numpy as np
@@ -66,12 +67,21 @@ def frame_indices(num_stored: int, num_frames: int, rng: np.random.Generator | N
     return np.clip(np.floor(pos).astype(np.int64), 0, num_stored - 1)
 
 
-def _frames_batch(samples: list[RawSample], num_frames: int, rng: np.random.Generator | None):
-    arrays, counts = [], []
-    for s in samples:
-        idx = frame_indices(s.num_frames, num_frames, rng)
-        arrays.append(s.decode(idx))
-        counts.append(len(idx))
+def _decode(
+    s: RawSample, num_frames: int, rng: np.random.Generator | None, on_error: str
+) -> np.ndarray | None:
+    """The sampled frames of one sample, or None when they cannot be decoded and ``on_error == "skip"``."""
+    try:
+        return s.decode(frame_indices(s.num_frames, num_frames, rng))
+    except DataError as exc:
+        if on_error != "skip":
+            raise
+        warnings.warn(f"skipping sample: {exc}", RuntimeWarning, stacklevel=2)
+        return None
+
+
+def _frames_batch(samples: list[RawSample], arrays: list[np.ndarray], num_frames: int):
+    counts = [len(a) for a in arrays]
     h, w = arrays[0].shape[1:3]
     out = np.zeros((len(samples), num_frames, h, w, 3), dtype=np.uint8)
     mask = np.zeros((len(samples), num_frames), dtype=bool)
@@ -104,8 +114,16 @@ def _check_rank(rank: int, world_size: int) -> None:
 
 
 class _DatasetBase(IterableDataset):
-    def __init__(self, url: str, split: str, batch_size: int, num_frames: int, max_words: int,
-                 on_error: str, verify: bool):
+    def __init__(
+        self,
+        url: str,
+        split: str,
+        batch_size: int,
+        num_frames: int,
+        max_words: int,
+        on_error: str,
+        verify: bool,
+    ):
         if batch_size < 1 or num_frames < 1 or max_words < 2:
             raise ConfigError(
                 f"batch_size {batch_size}, num_frames {num_frames}, max_words {max_words}: expected "
@@ -116,9 +134,7 @@ class _DatasetBase(IterableDataset):
         self.url, self.split = url, split
         self.manifest = read_manifest(url)
         self.info = manifest_split(self.manifest, split, url)
-        self.shards = [
-            {**s, "url": storage.join_url(url, s["path"])} for s in self.info["shards"]
-        ]
+        self.shards = [{**s, "url": storage.join_url(url, s["path"])} for s in self.info["shards"]]
         if not self.shards:
             raise DataError(f"{url}: split {split!r} has no shard (all its videos were skipped?)")
         self.batch_size, self.num_frames, self.max_words = batch_size, num_frames, max_words
@@ -131,8 +147,23 @@ class _DatasetBase(IterableDataset):
 class TrainStream(_DatasetBase):
     """The resampled training stream of one rank (see the module docstring)."""
 
-    def __init__(self, url, split, *, batch_size, num_frames, max_words, num_workers=0, rank=0, world_size=1,
-                 seed=0, epoch_batches=None, shuffle_buffer=500, on_error="raise", verify=True):
+    def __init__(
+        self,
+        url,
+        split,
+        *,
+        batch_size,
+        num_frames,
+        max_words,
+        num_workers=0,
+        rank=0,
+        world_size=1,
+        seed=0,
+        epoch_batches=None,
+        shuffle_buffer=500,
+        on_error="raise",
+        verify=True,
+    ):
         super().__init__(url, split, batch_size, num_frames, max_words, on_error, verify)
         _check_rank(rank, world_size)
         self.rank, self.world_size, self.seed = rank, world_size, seed
@@ -176,7 +207,7 @@ class TrainStream(_DatasetBase):
         rng = np.random.default_rng([self.seed, self.epoch, self.rank, wid, 7])
         pairs = self._pairs(rng)
         buf: list[tuple[RawSample, str]] = []
-        batch: list[tuple[RawSample, str]] = []
+        batch: list[tuple[RawSample, str, np.ndarray]] = []
         produced = 0
         try:
             while produced < self.batches_per_worker:
@@ -184,7 +215,11 @@ class TrainStream(_DatasetBase):
                     buf.append(next(pairs))
                 k = int(rng.integers(len(buf)))
                 buf[k], buf[-1] = buf[-1], buf[k]
-                batch.append(buf.pop())
+                s, cap = buf.pop()
+                arr = _decode(s, self.num_frames, rng, self.on_error)
+                if arr is None:
+                    continue
+                batch.append((s, cap, arr))
                 if len(batch) == self.batch_size:
                     yield self._collate(batch, rng)
                     produced += 1
@@ -192,10 +227,10 @@ class TrainStream(_DatasetBase):
         finally:
             pairs.close()
 
-    def _collate(self, batch: list[tuple[RawSample, str]], rng) -> dict:
-        samples = [s for s, _ in batch]
-        caps = [c for _, c in batch]
-        frames, mask = _frames_batch(samples, self.num_frames, rng)
+    def _collate(self, batch: list[tuple[RawSample, str, np.ndarray]], rng) -> dict:
+        samples = [s for s, _, _ in batch]
+        caps = [c for _, c, _ in batch]
+        frames, mask = _frames_batch(samples, [a for _, _, a in batch], self.num_frames)
         return {
             "frames": frames,
             "frame_mask": mask,
@@ -208,11 +243,24 @@ class TrainStream(_DatasetBase):
 class EvalStream(_DatasetBase):
     """Every video of a split once across ranks, deterministic order (see the module docstring)."""
 
-    def __init__(self, url, split, *, batch_size, num_frames, max_words, rank=0, world_size=1,
-                 on_error="raise", verify=True):
+    def __init__(
+        self,
+        url,
+        split,
+        *,
+        batch_size,
+        num_frames,
+        max_words,
+        rank=0,
+        world_size=1,
+        num_workers=0,
+        on_error="raise",
+        verify=True,
+    ):
         super().__init__(url, split, batch_size, num_frames, max_words, on_error, verify)
         _check_rank(rank, world_size)
         self.rank, self.world_size = rank, world_size
+        self.num_workers = max(1, num_workers)
         n = self.info["samples"]
         self.lo, self.hi = rank * n // world_size, (rank + 1) * n // world_size
 
@@ -221,9 +269,17 @@ class EvalStream(_DatasetBase):
         """Videos this rank yields."""
         return self.hi - self.lo
 
+    def _worker_range(self, wid: int, nw: int) -> tuple[int, int]:
+        span = self.hi - self.lo
+        return self.lo + wid * span // nw, self.lo + (wid + 1) * span // nw
+
     def __len__(self) -> int:
-        wid_count = 1  # approximate when DataLoader workers split the block further
-        return math.ceil(self.num_videos / self.batch_size) * wid_count
+        """Batches this rank yields (each DataLoader worker batches its own contiguous sub-block)."""
+        nw = self.num_workers
+        return sum(
+            math.ceil((b - a) / self.batch_size)
+            for a, b in map(lambda w: self._worker_range(w, nw), range(nw))
+        )
 
     def _samples(self, lo: int, hi: int) -> Iterator[RawSample]:
         off = 0
@@ -242,19 +298,22 @@ class EvalStream(_DatasetBase):
 
     def __iter__(self) -> Iterator[dict]:
         wid, nw = _worker()
-        span = self.hi - self.lo
-        lo, hi = self.lo + wid * span // nw, self.lo + (wid + 1) * span // nw
-        batch: list[RawSample] = []
+        lo, hi = self._worker_range(wid, nw)
+        batch: list[tuple[RawSample, np.ndarray]] = []
         for s in self._samples(lo, hi):
-            batch.append(s)
+            arr = _decode(s, self.num_frames, None, self.on_error)
+            if arr is None:
+                continue
+            batch.append((s, arr))
             if len(batch) == self.batch_size:
                 yield self._collate(batch)
                 batch = []
         if batch:
             yield self._collate(batch)
 
-    def _collate(self, samples: list[RawSample]) -> dict:
-        frames, mask = _frames_batch(samples, self.num_frames, None)
+    def _collate(self, batch: list[tuple[RawSample, np.ndarray]]) -> dict:
+        samples = [s for s, _ in batch]
+        frames, mask = _frames_batch(samples, [a for _, a in batch], self.num_frames)
         captions = [list(s.meta["captions"]) for s in samples]
         flat = [c for cs in captions for c in cs]
         index = [i for i, cs in enumerate(captions) for _ in cs]
@@ -271,8 +330,13 @@ class EvalStream(_DatasetBase):
 class StreamLoader:
     """A DataLoader over a stream; iterating it again starts the next epoch (``set_epoch`` to choose)."""
 
-    def __init__(self, dataset: TrainStream | EvalStream, num_workers: int = 0, pin_memory: bool = False,
-                 prefetch_factor: int | None = None):
+    def __init__(
+        self,
+        dataset: TrainStream | EvalStream,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        prefetch_factor: int | None = None,
+    ):
         self.dataset = dataset
         self.num_workers = num_workers
         kw = {}
@@ -324,9 +388,19 @@ def make_train_loader(
     "skip" for broken shards; ``verify``: check each fully read shard's sha256 against the manifest.
     """
     ds = TrainStream(
-        url, split, batch_size=batch_size, num_frames=num_frames, max_words=max_words,
-        num_workers=num_workers, rank=rank, world_size=world_size, seed=seed, epoch_batches=epoch_batches,
-        shuffle_buffer=shuffle_buffer, on_error=on_error, verify=verify,
+        url,
+        split,
+        batch_size=batch_size,
+        num_frames=num_frames,
+        max_words=max_words,
+        num_workers=num_workers,
+        rank=rank,
+        world_size=world_size,
+        seed=seed,
+        epoch_batches=epoch_batches,
+        shuffle_buffer=shuffle_buffer,
+        on_error=on_error,
+        verify=verify,
     )
     return StreamLoader(ds, num_workers=num_workers, pin_memory=pin_memory, prefetch_factor=prefetch_factor)
 
@@ -345,9 +419,17 @@ def make_eval_loader(
     verify: bool = True,
     pin_memory: bool = False,
 ) -> StreamLoader:
-    """The evaluation loader of one rank: every video of ``split`` once across ranks, with all its captions."""
+    """The evaluation loader of one rank: every video of ``split`` once across ranks, all its captions."""
     ds = EvalStream(
-        url, split, batch_size=batch_size, num_frames=num_frames, max_words=max_words, rank=rank,
-        world_size=world_size, on_error=on_error, verify=verify,
+        url,
+        split,
+        batch_size=batch_size,
+        num_frames=num_frames,
+        max_words=max_words,
+        rank=rank,
+        world_size=world_size,
+        num_workers=num_workers,
+        on_error=on_error,
+        verify=verify,
     )
     return StreamLoader(ds, num_workers=num_workers, pin_memory=pin_memory)

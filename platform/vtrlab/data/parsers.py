@@ -71,7 +71,9 @@ Parsed = dict[str, list[VideoItem]]
 def _ann(card: DatasetCard, ann_dir: Path, role: str) -> Path:
     name = card.annotations.get(role)
     if name is None:
-        raise ConfigError(f"card {card.name!r}: annotations.{role} is missing (the {card.name} parser needs it)")
+        raise ConfigError(
+            f"card {card.name!r}: annotations.{role} is missing (the {card.name} parser needs it)"
+        )
     p = ann_dir / name
     if not p.is_file():
         raise DataError(f"{p}: annotation file not found (card {card.name}, annotations.{role})")
@@ -169,7 +171,7 @@ def parse_msvd(card: DatasetCard, ann_dir: Path, splits: list[str]) -> Parsed:
     cap_p = _ann(card, ann_dir, "captions")
     try:
         with open(cap_p, "rb") as f:
-            raw = pickle.load(f)  # noqa: S301 - the benchmark ships its captions as a pickle (CLIP4Clip)
+            raw = pickle.load(f)
     except Exception as exc:
         raise DataError(f"{cap_p}: cannot read the caption pickle: {exc}") from None
     if not isinstance(raw, dict):
@@ -298,7 +300,9 @@ def parse_activitynet(card: DatasetCard, ann_dir: Path, splits: list[str]) -> Pa
             raise DataError(f"{ids_p}: expected a JSON list of video ids ('v_...')")
         data = _load_json(data_p)
         if not isinstance(data, dict):
-            raise DataError(f"{data_p}: expected a JSON object video id -> {{duration, timestamps, sentences}}")
+            raise DataError(
+                f"{data_p}: expected a JSON object video id -> {{duration, timestamps, sentences}}"
+            )
         items = []
         for i, vid in enumerate(ids):
             vid = str(vid)
@@ -347,7 +351,9 @@ def parse_annotations(
     splits = list(splits or card.splits)
     unknown = [s for s in splits if s not in card.splits]
     if unknown:
-        raise ConfigError(f"card {card.name!r}: unknown split(s) {unknown}; the card has {sorted(card.splits)}")
+        raise ConfigError(
+            f"card {card.name!r}: unknown split(s) {unknown}; the card has {sorted(card.splits)}"
+        )
     ann_dir = Path(annotations)
     if not ann_dir.is_dir():
         raise DataError(f"{ann_dir}: annotations folder not found")

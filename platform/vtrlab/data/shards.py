@@ -26,6 +26,7 @@ Storing frames as separate JPEGs lets the loader decode only the frames it sampl
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -200,13 +201,17 @@ def read_manifest(url: str) -> dict:
     except json.JSONDecodeError as exc:
         raise DataError(f"{storage.join_url(url, MANIFEST)}: line {exc.lineno}: invalid JSON") from None
     if man.get("format") != FORMAT:
-        raise DataError(f"{storage.join_url(url, MANIFEST)}: format {man.get('format')!r}, expected {FORMAT!r}")
+        raise DataError(
+            f"{storage.join_url(url, MANIFEST)}: format {man.get('format')!r}, expected {FORMAT!r}"
+        )
     return man
 
 
 def manifest_split(man: dict, split: str, url: str = "") -> dict:
     if split not in man.get("splits", {}):
-        raise DataError(f"{url or man.get('name')}: split {split!r} not in the manifest (has {sorted(man['splits'])})")
+        raise DataError(
+            f"{url or man.get('name')}: split {split!r} not in the manifest (has {sorted(man['splits'])})"
+        )
     return man["splits"][split]
 
 
@@ -263,7 +268,9 @@ class RawSample:
                 return arr[np.asarray(indices, dtype=int)]
             return np.stack([decode_frame(self.frames[i]) for i in indices])
         except Exception as exc:
-            raise DataError(f"{self.url}: sample {self.meta.get('video_id')!r}: cannot decode frames: {exc}") from None
+            raise DataError(
+                f"{self.url}: sample {self.meta.get('video_id')!r}: cannot decode frames: {exc}"
+            ) from None
 
 
 def _finish(cur: dict, url: str) -> RawSample:
@@ -284,7 +291,9 @@ def _finish(cur: dict, url: str) -> RawSample:
     for i in range(n):
         name = f"{i:03d}.{fmt}"
         if name not in cur:
-            raise DataError(f"{url}: sample {key!r} lacks frame entry {key}.{name} (truncated or corrupt shard)")
+            raise DataError(
+                f"{url}: sample {key!r} lacks frame entry {key}.{name} (truncated or corrupt shard)"
+            )
         frames.append(cur[name])
     return RawSample(meta, frames, None, url)
 
@@ -293,10 +302,12 @@ def iter_shard(url: str, *, expected_sha256: str | None = None) -> Iterator[RawS
     """Stream the samples of one shard URL (local path, file:// or s3://), through webdataset's opener
     and tar iterator. Raises DataError naming the URL on a truncated/corrupt shard or a sha256 mismatch
     (checked at the end of the shard, when ``expected_sha256`` is given)."""
-    import webdataset.gopen as wgopen
+    import importlib
+
     from webdataset.tariterators import base_plus_ext, tar_file_iterator
 
     storage.register_webdataset_opener()
+    wgopen = importlib.import_module("webdataset.gopen")
     try:
         stream = wgopen.gopen(url, "rb")
     except StorageError:
@@ -334,13 +345,13 @@ def iter_shard(url: str, *, expected_sha256: str | None = None) -> Iterator[RawS
         if cur is not None:
             yield _finish(cur, url)
     finally:
-        try:
+        with contextlib.suppress(Exception):
             buffered.close()
-        except Exception:
-            pass
 
 
-def iter_shard_safe(url: str, on_error: str = "raise", expected_sha256: str | None = None) -> Iterator[RawSample]:
+def iter_shard_safe(
+    url: str, on_error: str = "raise", expected_sha256: str | None = None
+) -> Iterator[RawSample]:
     """:func:`iter_shard` with the loader's error policy: ``raise`` (default) or ``skip`` (warn and go on
     with the next shard; samples already read from the broken shard are kept)."""
     try:

@@ -65,10 +65,7 @@ def decode_video(
                 container.seek(0)
         last_t = -math.inf
         for frame in container.decode(stream):
-            if frame.pts is None:
-                t = last_t + step if last_t > -math.inf else 0.0
-            else:
-                t = float(frame.pts * tb)
+            t = (last_t + step if last_t > -math.inf else 0.0) if frame.pts is None else float(frame.pts * tb)
             last_t = t
             if end is not None and t >= end:
                 break

@@ -114,8 +114,17 @@ def load_backbone(name: str, weights: str | os.PathLike | None = None) -> tuple[
         pretrained = weights
     try:
         model = open_clip.create_model(name, pretrained=pretrained, weights_only=True)
-    except RuntimeError as err:
-        raise ConfigError(f"backbone {name!r}: weights {weights!r} do not fit the architecture: {err}") from err
+    except Exception as err:  # open_clip raises RuntimeError, AssertionError, hub and network errors
+        detail = str(err) or type(err).__name__
+        if pretrained is not None and not Path(pretrained).is_file():
+            tags = [tag for model, tag in open_clip.list_pretrained() if model == name]
+            raise ConfigError(
+                f"backbone {name!r}: could not load pretrained tag {pretrained!r} ({detail}); known tags: "
+                f"{', '.join(tags) or 'none'}; tags download from the hub, offline pass a weights file"
+            ) from err
+        raise ConfigError(
+            f"backbone {name!r}: weights {weights!r} do not fit the architecture: {detail}"
+        ) from err
     if not hasattr(model, "visual") or not hasattr(model.visual, "transformer"):
         raise ConfigError(f"backbone {name!r} has no ViT visual tower; vtrlab needs an open_clip ViT")
     model.requires_grad_(False)

@@ -131,9 +131,14 @@ class VideoTextDualEncoder(nn.Module):
         return frame_mask
 
     def _check_tokens(self, tokens: torch.Tensor) -> None:
-        if not isinstance(tokens, torch.Tensor) or tokens.dim() != 2 or tokens.dtype not in (
-            torch.int64,
-            torch.int32,
+        if (
+            not isinstance(tokens, torch.Tensor)
+            or tokens.dim() != 2
+            or tokens.dtype
+            not in (
+                torch.int64,
+                torch.int32,
+            )
         ):
             desc = f"{tuple(tokens.shape)} {tokens.dtype}" if isinstance(tokens, torch.Tensor) else tokens
             raise InputError(f"tokens must be an integer tensor [N, L] from vtrlab's tokenizer; got {desc}")

@@ -15,8 +15,8 @@ class ParamCount:
     MV-Adapter on ViT-B/16); `total` counts backbone plus method modules."""
 
     total: int
-    backbone: int
-    method: int
+    backbone_params: int
+    method_params: int
     trainable: int
     trainable_backbone: int
     trainable_pct: float
@@ -35,8 +35,8 @@ def count_parameters(encoder: VideoTextDualEncoder) -> ParamCount:
     trainable_backbone = sum(p.numel() for n, p in named.items() if p.requires_grad and n not in method_names)
     return ParamCount(
         total=backbone + method,
-        backbone=backbone,
-        method=method,
+        backbone_params=backbone,
+        method_params=method,
         trainable=trainable,
         trainable_backbone=trainable_backbone,
         trainable_pct=100.0 * trainable / backbone,

@@ -66,9 +66,7 @@ class MvAdapterKnobs(Knobs):
     train_backbone_biases: bool = True
 
 
-def _scaled_down_weight(
-    down: nn.Linear, context: AdapterContext, key: str, mode: CmtMode
-) -> torch.Tensor:
+def _scaled_down_weight(down: nn.Linear, context: AdapterContext, key: str, mode: CmtMode) -> torch.Tensor:
     """W_down, scaled element-wise by this layer's CMT scale along its input or output channels."""
     scale = context.down_scales.get(key)
     if scale is None:
@@ -82,7 +80,12 @@ class MvVideoAdapter(AdapterModule):
     def __init__(self, dim: int, knobs: MvAdapterKnobs, context: AdapterContext, key: str):
         super().__init__()
         width = knobs.width
-        self.scale, self.key, self.cmt_mode, self.max_frames = knobs.scale, key, knobs.cmt_mode, knobs.max_frames
+        self.scale, self.key, self.cmt_mode, self.max_frames = (
+            knobs.scale,
+            key,
+            knobs.cmt_mode,
+            knobs.max_frames,
+        )
         self.use_trm, self.use_calibration = knobs.trm, knobs.calibration
         self._context = [context]  # a list, so nn.Module does not treat it as state
         self.down = nn.Linear(dim, width)
@@ -125,7 +128,9 @@ class MvVideoAdapter(AdapterModule):
             raise ConfigError(f"MV-Adapter built for max_frames={self.max_frames} got {frames} frames")
         tokens, dim = hidden.shape[1], hidden.shape[2]
         weight = _scaled_down_weight(self.down, context, self.key, self.cmt_mode)
-        low = self.act(F.linear(hidden, weight, self.down.bias)).view(-1, frames, tokens, self.down.out_features)
+        low = self.act(F.linear(hidden, weight, self.down.bias)).view(
+            -1, frames, tokens, self.down.out_features
+        )
         cls, patches = low[:, :, 0], low[:, :, 1:]
         global_ctx, local_ctx = self._temporal(cls, patches.mean(dim=2), frame_mask)
         if self.use_calibration:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -70,13 +70,35 @@ def knob_defaults(name: str) -> dict[str, Any]:
     return get_method(name).knobs().model_dump()
 
 
+_BOUNDS = (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="), ("min_length", "len>="))
+
+
+def _type_name(annotation: Any) -> str:
+    args = get_args(annotation)
+    if get_origin(annotation) is Literal:
+        return "|".join(repr(a) for a in args)
+    if args:
+        inner = ", ".join(_type_name(a) for a in args)
+        origin = get_origin(annotation)
+        return (
+            f"{getattr(origin, '__name__', 'union')}[{inner}]"
+            if origin is list
+            else inner.replace(", ", " | ")
+        )
+    return "None" if annotation is type(None) else getattr(annotation, "__name__", str(annotation))
+
+
 def describe_knob(knobs: type[Knobs], key: str) -> str:
-    """`key: type = default (constraints)`: what `vtrlab model list` prints for one knob."""
+    """`key: type = default (bounds)`: what `vtrlab model list` and knob errors print for one knob."""
     field = knobs.model_fields[key]
-    annotation = getattr(field.annotation, "__name__", None) or str(field.annotation).replace("typing.", "")
-    constraints = ", ".join(str(meta) for meta in field.metadata)
-    text = f"{key}: {annotation} = {field.default!r}"
-    return f"{text} ({constraints})" if constraints else text
+    bounds = [
+        f"{symbol}{getattr(meta, attr)}"
+        for meta in field.metadata
+        for attr, symbol in _BOUNDS
+        if getattr(meta, attr, None) is not None
+    ]
+    text = f"{key}: {_type_name(field.annotation)} = {field.default!r}"
+    return f"{text} ({', '.join(bounds)})" if bounds else text
 
 
 def parse_knobs(name: str, values: Mapping[str, Any] | None = None, source: str = "knobs") -> Knobs:
@@ -97,5 +119,7 @@ def parse_knobs(name: str, values: Mapping[str, Any] | None = None, source: str 
         for item in err.errors():
             key = ".".join(str(part) for part in item["loc"]) or "knobs"
             detail = describe_knob(entry.knobs, key) if key in entry.knobs.model_fields else ""
-            problems.append(f"{key}={item.get('input')!r}: {item['msg']}" + (f" [{detail}]" if detail else ""))
+            problems.append(
+                f"{key}={item.get('input')!r}: {item['msg']}" + (f" [{detail}]" if detail else "")
+            )
         raise ConfigError(f"{source}: invalid knob(s) for method {name!r}: " + "; ".join(problems)) from None

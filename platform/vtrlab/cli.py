@@ -1,0 +1,53 @@
+"""The `vtrlab` command line. Errors vtrlab raises on purpose print as one line (exit code 2)."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from vtrlab.errors import VtrlabError
+from vtrlab.model.cli import model_app
+
+app = typer.Typer(
+    name="vtrlab",
+    help="Parameter-efficient video-text retrieval on a frozen open_clip CLIP, with Ray and MLflow.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(model_app, name="model")
+
+try:  # the data layer is optional at import time so `vtrlab model ...` works without its extras
+    from vtrlab.data.cli import data_app
+except ImportError:  # pragma: no cover
+    data_app = None
+if data_app is not None:
+    app.add_typer(data_app, name="data")
+
+
+@app.command()
+def selfcheck(
+    backbone: str = typer.Option("vtr-tiny", help="open_clip model name"),
+    frames: int = typer.Option(4, help="frames per clip"),
+    batch: int = typer.Option(4, help="clips per batch"),
+    steps: int = typer.Option(3, help="training steps per method"),
+) -> None:
+    """Build every method, print its parameter count and one training step's loss."""
+    from vtrlab.selfcheck import run_selfcheck
+
+    run_selfcheck(backbone=backbone, num_frames=frames, batch_size=batch, steps=steps)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except VtrlabError as err:
+        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(err))}", highlight=False)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""Helpers shared by the CLI's command groups: `--set key=value` parsing and JSON/table output."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import yaml
+
+from vtrlab.errors import ConfigError
+
+
+def parse_assignments(items: Iterable[str] | None, option: str = "--set") -> dict[str, Any]:
+    """`["width=32", "cmt=false", "targets=[q,v]"]` -> {"width": 32, "cmt": False, "targets": ["q", "v"]}.
+
+    Values are read as YAML scalars/flow lists, so numbers, booleans, null and lists need no quoting.
+    """
+    values: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"{option} {item!r}: expected key=value")
+        try:
+            values[key] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{option} {item!r}: cannot read the value ({err})") from err
+    return values
+
+
+def print_json(payload: Any) -> None:
+    print(json.dumps(payload, indent=2, sort_keys=False, default=str))

@@ -1,0 +1,59 @@
+"""Dataset cards: the six cards load, are strict, and the repo copies equal the packaged ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vtrlab.data.card import CARD_NAMES, CARDS_DIR, load_card
+from vtrlab.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("name", CARD_NAMES)
+def test_cards_load_and_match_repo_copies(name):
+    card = load_card(name)
+    assert card.name == name
+    assert card.num_frames in (12, 32) and card.max_words in (32, 64)
+    assert card.stored_frames >= card.num_frames
+    assert card.eval_split in card.splits
+    assert (REPO / "datasets" / f"{name}.yaml").read_bytes() == (CARDS_DIR / f"{name}.yaml").read_bytes()
+    assert load_card(REPO / "datasets" / f"{name}.yaml") == card
+
+
+def test_paper_settings():
+    assert load_card("msrvtt").splits["train"].videos == 9000
+    assert load_card("msrvtt").splits["test"].captions == 1000
+    assert load_card("msvd").protocol == "multi-caption"
+    for n in ("didemo", "activitynet"):
+        c = load_card(n)
+        assert c.protocol == "paragraph" and c.num_frames == 32 and c.max_words == 64
+    assert load_card("activitynet").eval_split == "val"
+    assert load_card("synthetic").image_size == 32
+
+
+def test_unknown_key_names_key_and_file(tmp_path):
+    data = yaml.safe_load((CARDS_DIR / "msvd.yaml").read_text())
+    data["splits"]["test"]["colour"] = "red"
+    data["frobnicate"] = 1
+    p = tmp_path / "bad.yaml"
+    p.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError) as ei:
+        load_card(p)
+    msg = str(ei.value)
+    assert str(p) in msg and "frobnicate" in msg and "splits.test.colour" in msg
+
+
+def test_bad_values_and_unknown_names(tmp_path):
+    data = yaml.safe_load((CARDS_DIR / "msvd.yaml").read_text())
+    data["protocol"] = "two-caption"
+    del data["num_frames"]
+    p = tmp_path / "bad.yaml"
+    p.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=r"protocol.*|num_frames"):
+        load_card(p)
+    with pytest.raises(ConfigError, match="unknown benchmark"):
+        load_card("kinetics")

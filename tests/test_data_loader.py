@@ -1,0 +1,195 @@
+"""Streaming loaders: batch contract, equal batches per rank/worker, exactly-once eval, broken shards."""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vtrlab.data.loader import frame_indices, make_eval_loader, make_train_loader
+from vtrlab.data.shards import read_manifest
+from vtrlab.errors import ConfigError, DataError
+
+
+def test_frame_indices():
+    assert frame_indices(16, 4).tolist() == [2, 6, 10, 14]  # centres of 4 segments
+    assert frame_indices(5, 12).tolist() == [0, 1, 2, 3, 4]  # shorter clip: all frames, rest padded
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        idx = frame_indices(16, 12, rng)
+        edges = np.linspace(0, 16, 13)
+        assert len(idx) == 12 and all(np.floor(edges[i]) <= v < edges[i + 1] for i, v in enumerate(idx))
+        assert (np.diff(idx) >= 0).all()
+
+
+def test_train_batch_contract(synth_small):
+    loader = make_train_loader(synth_small, "train", batch_size=8, num_frames=12, max_words=32, seed=1)
+    assert len(loader) == 768 // 8
+    b = next(iter(loader))
+    assert b["frames"].shape == (8, 12, 3, 32, 32) and b["frames"].dtype == torch.uint8
+    assert b["frame_mask"].dtype == torch.bool and b["frame_mask"].all()
+    assert b["tokens"].shape == (8, 32) and b["tokens"].dtype == torch.int64
+    assert len(b["video_id"]) == len(b["caption"]) == 8
+    assert ", then " in b["caption"][0] or " after " in b["caption"][0]
+    # padding: 12 frames asked from a 1-frame image sample
+    b = next(iter(make_train_loader(synth_small, "images", batch_size=4, num_frames=3, max_words=16)))
+    assert b["frame_mask"].tolist() == [[True, False, False]] * 4 and (b["frames"][:, 1:] == 0).all()
+
+
+def test_train_expands_every_caption_and_is_seeded(synth_small):
+    def ids(loader):
+        return [(v, c) for b in loader for v, c in zip(b["video_id"], b["caption"], strict=True)]
+
+    a = make_train_loader(synth_small, "train", batch_size=16, num_frames=2, max_words=32, seed=3)
+    e0, e1 = ids(a), ids(a)  # iterating again = next epoch
+    assert len(e0) == len(e1) == 768
+    assert e0 != e1
+    b = make_train_loader(synth_small, "train", batch_size=16, num_frames=2, max_words=32, seed=3)
+    assert ids(b) == e0  # same seed, same epoch, same stream
+    b.set_epoch(1)
+    assert ids(b) == e1
+    # every caption of a video becomes its own pair; coverage of one epoch is high, repeats are few
+    per_video = Counter(v for v, _ in set(e0))
+    assert max(per_video.values()) == 3
+    assert len(set(e0)) / 768 > 0.5
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_equal_batches_per_rank_even_with_fewer_shards(synth_small, num_workers):
+    man = read_manifest(synth_small)
+    assert len(man["splits"]["test"]["shards"]) == 1  # 1 shard, 4 ranks x 2 workers: must not hang
+    counts = []
+    for rank in range(4):
+        loader = make_train_loader(
+            synth_small,
+            "test",
+            batch_size=4,
+            num_frames=2,
+            max_words=16,
+            rank=rank,
+            world_size=4,
+            num_workers=num_workers,
+            seed=0,
+        )
+        n = sum(1 for _ in loader)
+        assert n == len(loader)
+        counts.append(n)
+    assert len(set(counts)) == 1 and counts[0] >= 64 // (4 * 4)
+    loader = make_train_loader(
+        synth_small,
+        "test",
+        batch_size=4,
+        num_frames=2,
+        max_words=16,
+        epoch_batches=7,
+        num_workers=num_workers,
+    )
+    assert sum(1 for _ in loader) == len(loader) >= 7
+
+
+@pytest.mark.parametrize("world_size", [1, 3, 40])
+def test_eval_yields_every_video_once_in_order(synth_small, world_size):
+    order = []
+    for rank in range(world_size):
+        for b in make_eval_loader(
+            synth_small,
+            "test_multi",
+            batch_size=5,
+            num_frames=12,
+            max_words=32,
+            rank=rank,
+            world_size=world_size,
+        ):
+            assert b["tokens"].shape == (sum(len(c) for c in b["captions"]), 32)
+            assert b["caption_video_index"].tolist() == [i for i, c in enumerate(b["captions"]) for _ in c]
+            assert all(len(c) == 3 for c in b["captions"])
+            order.extend(b["video_id"])
+    ref = [
+        v
+        for b in make_eval_loader(synth_small, "test_multi", batch_size=32, num_frames=12, max_words=32)
+        for v in b["video_id"]
+    ]
+    assert order == ref and len(ref) == 32 and len(set(ref)) == 32
+
+
+def test_eval_with_workers_and_determinism(synth_small):
+    def run():
+        return [
+            (v, b["frames"][i].sum().item())
+            for b in make_eval_loader(
+                synth_small, "test", batch_size=8, num_frames=12, max_words=32, num_workers=2
+            )
+            for i, v in enumerate(b["video_id"])
+        ]
+
+    loader = make_eval_loader(synth_small, "test", batch_size=5, num_frames=2, max_words=8, num_workers=2)
+    assert len(loader) == sum(1 for _ in loader) == 2 * 7  # 32 videos per worker, batches of 5
+    a = run()
+    assert len(a) == 64 and len({v for v, _ in a}) == 64
+    assert a == run()
+
+
+def test_bad_options(synth_small):
+    with pytest.raises(ConfigError):
+        make_train_loader(synth_small, "train", batch_size=0, num_frames=12, max_words=32)
+    with pytest.raises(ConfigError):
+        make_eval_loader(synth_small, "test", batch_size=2, num_frames=12, max_words=32, rank=2, world_size=2)
+    with pytest.raises(DataError, match="split 'nope'"):
+        make_eval_loader(synth_small, "nope", batch_size=2, num_frames=12, max_words=32)
+
+
+def _broken_copy(src: str, dst: Path, how: str) -> str:
+    shutil.copytree(src, dst)
+    shard = dst / "train" / "shard-000001.tar"
+    data = bytearray(shard.read_bytes())
+    if how == "truncate":
+        shard.write_bytes(bytes(data[: len(data) // 3]))
+    else:  # flip a byte in the middle of a member's payload: the tar still parses, the sha256 does not match
+        pos = len(data) // 2
+        data[pos] ^= 0xFF
+        shard.write_bytes(bytes(data))
+    return str(dst)
+
+
+@pytest.mark.parametrize("how", ["truncate", "flip"])
+def test_broken_shard_raises_or_is_skipped(synth_small, tmp_path, how):
+    url = _broken_copy(synth_small, tmp_path / "broken", how)
+    with pytest.raises(DataError, match=r"train/shard-000001\.tar"):
+        for _ in make_eval_loader(url, "train", batch_size=16, num_frames=4, max_words=16):
+            pass
+    with pytest.warns(RuntimeWarning, match=r"shard-000001\.tar"):
+        n = sum(
+            len(b["video_id"])
+            for b in make_eval_loader(
+                url, "train", batch_size=16, num_frames=4, max_words=16, on_error="skip"
+            )
+        )
+    assert 192 <= n < 256 if how == "truncate" else n >= 192
+
+
+def test_undecodable_frame_raises_or_is_skipped(synth_small, tmp_path):
+    """A frame payload that is not an image (tar and sha256 intact): named in the error, or skipped."""
+    import tarfile
+
+    from vtrlab.data.shards import _add
+
+    dst = tmp_path / "badframe"
+    shutil.copytree(synth_small, dst)
+    shard = dst / "test" / "shard-000000.tar"
+    members = []
+    with tarfile.open(shard) as tar:
+        for m in tar.getmembers():
+            members.append((m.name, tar.extractfile(m).read()))
+    with tarfile.open(shard, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in members:
+            _add(tar, name, b"not a png" if name.endswith("000000003.004.png") else data)
+    kw = {"batch_size": 8, "num_frames": 12, "max_words": 16, "verify": False}
+    with pytest.raises(DataError, match=r"test/shard-000000\.tar: sample 'test-00001-b'"):
+        list(make_eval_loader(str(dst), "test", **kw))
+    with pytest.warns(RuntimeWarning, match="test-00001-b"):
+        ids = [v for b in make_eval_loader(str(dst), "test", on_error="skip", **kw) for v in b["video_id"]]
+    assert len(ids) == 63 and "test-00001-b" not in ids
