@@ -416,6 +416,8 @@ def markdown_run(
         f"frames, {'bf16 autocast' if device.type == 'cuda' else 'fp32'}; median and p90 of {args.steps} "
         f"steps after {args.warmup} warm-up steps.",
         f"- Command: `{command_line()}`",
+        f"- 1-minute load average before / after the run: {args.load[0]:.2f} / {args.load[1]:.2f} "
+        f"(other processes on the machine inflate the times, p90 most).",
         f"- Peak memory: {memory_method}.",
         "",
         "| " + " | ".join(COLUMNS) + " |",
@@ -524,7 +526,8 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device available")
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 170)
+    load_before = os.getloadavg()[0]
     torch.manual_seed(args.seed)
     reference = create_model("zero-shot", args.backbone)
     frames, mask, tokens = (t.to(device) for t in random_batch(reference, args.batch, args.frames, args.seed))
@@ -535,6 +538,7 @@ def main(argv: list[str] | None = None) -> None:
     visual = bench_visual_forward(reference, frames, mask, args.steps, args.warmup, device)
 
     info = machine_info(device)
+    args.load = (load_before, os.getloadavg()[0])
     title = f"Training step: {args.backbone}, {args.batch} clips x {args.frames} frames, {info['device']}"
     table = Table(title=title, caption=f"peak mem: {memory_method}")
     for column in COLUMNS:

@@ -96,9 +96,7 @@ def _ensure_ray(num_cpus: int | None):
         if os.environ.get("RAY_ADDRESS"):
             ray.init(runtime_env={"env_vars": env}, log_to_driver=False)
         else:
-            ray.init(
-                num_cpus=num_cpus, include_dashboard=False, runtime_env={"env_vars": env}, log_to_driver=False
-            )
+            ray.init(num_cpus=num_cpus, include_dashboard=False, runtime_env={"env_vars": env}, log_to_driver=False)
     return ray
 
 
@@ -179,9 +177,7 @@ def plan_shards(
             chunk = found[lo : lo + n]
             plan = {
                 "opts": opts,
-                "videos": [
-                    [v["video_id"], v["captions"], v["start"], v["end"], v["file_size"]] for v in chunk
-                ],
+                "videos": [[v["video_id"], v["captions"], v["start"], v["end"], v["file_size"]] for v in chunk],
             }
             shards.append(
                 {
@@ -211,15 +207,11 @@ def assemble_manifest(
     for split in split_names:
         ss = sorted((s for s in stats if s["split"] == split), key=lambda s: s["index"])
         shards = [
-            {k: s[k] for k in ("path", "samples", "videos", "captions", "bytes", "sha256")}
-            for s in ss
-            if s["samples"]
+            {k: s[k] for k in ("path", "samples", "videos", "captions", "bytes", "sha256")} for s in ss if s["samples"]
         ]
         skipped = list(missing.get(split, [])) + [sk for s in ss for sk in s["skipped"]]
         spec = card.splits.get(split)
-        exp = (expected or {}).get(split) or (
-            {"videos": spec.videos, "captions": spec.captions} if spec else None
-        )
+        exp = (expected or {}).get(split) or ({"videos": spec.videos, "captions": spec.captions} if spec else None)
         splits[split] = {
             "protocol": (protocols or {}).get(split) or card.split_protocol(split),
             "samples": sum(s["samples"] for s in shards),
@@ -230,9 +222,7 @@ def assemble_manifest(
             "skipped": skipped,
             "shards": shards,
         }
-    version = sha256_json(
-        {"opts": opts, "splits": {k: [s["sha256"] for s in v["shards"]] for k, v in splits.items()}}
-    )
+    version = sha256_json({"opts": opts, "splits": {k: [s["sha256"] for s in v["shards"]] for k, v in splits.items()}})
     man = {
         "format": FORMAT,
         "name": name,
@@ -282,11 +272,7 @@ def build(
                 st = json.loads(store.read_text(sk))
             except (StorageError, json.JSONDecodeError):
                 st = None
-            if (
-                st
-                and st.get("plan_hash") == s["plan_hash"]
-                and (st["path"] is None or st["path"] in existing)
-            ):
+            if st and st.get("plan_hash") == s["plan_hash"] and (st["path"] is None or st["path"] in existing):
                 done.append(st)
                 if progress:
                     progress({**st, "resumed": True})

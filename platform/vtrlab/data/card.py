@@ -128,9 +128,7 @@ def load_card(name_or_path: str | Path) -> DatasetCard:
     if s in CARD_NAMES or (not s.endswith((".yaml", ".yml")) and "/" not in s):
         path = card_path(s)
         if not path.is_file():
-            raise ConfigError(
-                f"unknown benchmark {s!r}: expected one of {', '.join(CARD_NAMES)} or a card file"
-            )
+            raise ConfigError(f"unknown benchmark {s!r}: expected one of {', '.join(CARD_NAMES)} or a card file")
     else:
         path = Path(s)
         if not path.is_file():

@@ -23,26 +23,16 @@ def _console():
 
 @data_app.command()
 def build(
-    benchmark: Annotated[
-        str, typer.Argument(help="msrvtt | msvd | lsmdc | didemo | activitynet, or a card file")
-    ],
+    benchmark: Annotated[str, typer.Argument(help="msrvtt | msvd | lsmdc | didemo | activitynet, or a card file")],
     annotations: Annotated[str, typer.Option("--annotations", help="folder with the annotation files")],
-    videos: Annotated[
-        str, typer.Option("--videos", help="folder with the video files (searched recursively)")
-    ],
-    out: Annotated[
-        str, typer.Option("--out", help="destination: local path, file:///path or s3://bucket/prefix")
-    ],
-    splits: Annotated[
-        list[str] | None, typer.Option("--splits", help="splits to build (repeat; default: all)")
-    ] = None,
+    videos: Annotated[str, typer.Option("--videos", help="folder with the video files (searched recursively)")],
+    out: Annotated[str, typer.Option("--out", help="destination: local path, file:///path or s3://bucket/prefix")],
+    splits: Annotated[list[str] | None, typer.Option("--splits", help="splits to build (repeat; default: all)")] = None,
     executor: Annotated[str, typer.Option(help="ray (default; RAY_ADDRESS or a local Ray) or local")] = "ray",
     num_cpus: Annotated[int | None, typer.Option(help="CPUs of a local Ray (default: all)")] = None,
     stored_frames: Annotated[int | None, typer.Option(help="override the card's stored_frames")] = None,
     image_size: Annotated[int | None, typer.Option(help="override the card's image_size")] = None,
-    frame_format: Annotated[
-        str | None, typer.Option(help="override the card's frame_format: jpg|png|npy")
-    ] = None,
+    frame_format: Annotated[str | None, typer.Option(help="override the card's frame_format: jpg|png|npy")] = None,
     shard_samples: Annotated[int | None, typer.Option(help="override the card's videos per shard")] = None,
 ) -> None:
     """Convert a benchmark's annotation files and videos into shards + manifest at OUT (resumable)."""
@@ -150,9 +140,7 @@ def inspect(
 
 @data_app.command()
 def synth(
-    out: Annotated[
-        str, typer.Option("--out", help="destination: local path, file:///path or s3://bucket/prefix")
-    ],
+    out: Annotated[str, typer.Option("--out", help="destination: local path, file:///path or s3://bucket/prefix")],
     size: Annotated[str, typer.Option(help="small (tests, seconds) or medium (quickstart demo)")] = "small",
     seed: Annotated[int, typer.Option(help="random seed (same seed, same bytes)")] = 0,
 ) -> None:

@@ -67,12 +67,11 @@ def frame_indices(num_stored: int, num_frames: int, rng: np.random.Generator | N
     return np.clip(np.floor(pos).astype(np.int64), 0, num_stored - 1)
 
 
-def _decode(
-    s: RawSample, num_frames: int, rng: np.random.Generator | None, on_error: str
-) -> np.ndarray | None:
-    """The sampled frames of one sample, or None when they cannot be decoded and ``on_error == "skip"``."""
+def _decode(s: RawSample, num_frames: int, rng: np.random.Generator | None, on_error: str) -> torch.Tensor | None:
+    """The sampled frames of one sample ([n, 3, H, W] uint8), or None when they cannot be decoded and
+    ``on_error == "skip"``."""
     try:
-        return s.decode(frame_indices(s.num_frames, num_frames, rng))
+        return s.decode_chw(frame_indices(s.num_frames, num_frames, rng))
     except DataError as exc:
         if on_error != "skip":
             raise
@@ -80,21 +79,20 @@ def _decode(
         return None
 
 
-def _frames_batch(samples: list[RawSample], arrays: list[np.ndarray], num_frames: int):
-    counts = [len(a) for a in arrays]
-    h, w = arrays[0].shape[1:3]
-    out = np.zeros((len(samples), num_frames, h, w, 3), dtype=np.uint8)
-    mask = np.zeros((len(samples), num_frames), dtype=bool)
-    for i, (a, n) in enumerate(zip(arrays, counts, strict=True)):
-        if a.shape[1:3] != (h, w):
+def _frames_batch(samples: list[RawSample], arrays: list[torch.Tensor], num_frames: int):
+    h, w = arrays[0].shape[-2:]
+    out = torch.zeros((len(samples), num_frames, 3, h, w), dtype=torch.uint8)
+    mask = torch.zeros((len(samples), num_frames), dtype=torch.bool)
+    for i, a in enumerate(arrays):
+        if tuple(a.shape[-2:]) != (h, w):
             raise DataError(
-                f"{samples[i].url}: sample {samples[i].meta.get('video_id')!r} has frames {a.shape[1:3]}, "
-                f"others in the batch {(h, w)}"
+                f"{samples[i].url}: sample {samples[i].meta.get('video_id')!r} has frames "
+                f"{tuple(a.shape[-2:])}, others in the batch {(h, w)}"
             )
+        n = a.shape[0]
         out[i, :n] = a
         mask[i, :n] = True
-    frames = torch.from_numpy(out).permute(0, 1, 4, 2, 3).contiguous()
-    return frames, torch.from_numpy(mask)
+    return out, mask
 
 
 def _tokenize(texts: list[str], max_words: int) -> torch.Tensor:
@@ -207,7 +205,7 @@ class TrainStream(_DatasetBase):
         rng = np.random.default_rng([self.seed, self.epoch, self.rank, wid, 7])
         pairs = self._pairs(rng)
         buf: list[tuple[RawSample, str]] = []
-        batch: list[tuple[RawSample, str, np.ndarray]] = []
+        batch: list[tuple[RawSample, str, torch.Tensor]] = []
         produced = 0
         try:
             while produced < self.batches_per_worker:
@@ -227,7 +225,7 @@ class TrainStream(_DatasetBase):
         finally:
             pairs.close()
 
-    def _collate(self, batch: list[tuple[RawSample, str, np.ndarray]], rng) -> dict:
+    def _collate(self, batch: list[tuple[RawSample, str, torch.Tensor]], rng) -> dict:
         samples = [s for s, _, _ in batch]
         caps = [c for _, c, _ in batch]
         frames, mask = _frames_batch(samples, [a for _, _, a in batch], self.num_frames)
@@ -276,10 +274,7 @@ class EvalStream(_DatasetBase):
     def __len__(self) -> int:
         """Batches this rank yields (each DataLoader worker batches its own contiguous sub-block)."""
         nw = self.num_workers
-        return sum(
-            math.ceil((b - a) / self.batch_size)
-            for a, b in map(lambda w: self._worker_range(w, nw), range(nw))
-        )
+        return sum(math.ceil((b - a) / self.batch_size) for a, b in map(lambda w: self._worker_range(w, nw), range(nw)))
 
     def _samples(self, lo: int, hi: int) -> Iterator[RawSample]:
         off = 0
@@ -299,7 +294,7 @@ class EvalStream(_DatasetBase):
     def __iter__(self) -> Iterator[dict]:
         wid, nw = _worker()
         lo, hi = self._worker_range(wid, nw)
-        batch: list[tuple[RawSample, np.ndarray]] = []
+        batch: list[tuple[RawSample, torch.Tensor]] = []
         for s in self._samples(lo, hi):
             arr = _decode(s, self.num_frames, None, self.on_error)
             if arr is None:
@@ -311,7 +306,7 @@ class EvalStream(_DatasetBase):
         if batch:
             yield self._collate(batch)
 
-    def _collate(self, batch: list[tuple[RawSample, np.ndarray]]) -> dict:
+    def _collate(self, batch: list[tuple[RawSample, torch.Tensor]]) -> dict:
         samples = [s for s, _ in batch]
         frames, mask = _frames_batch(samples, [a for _, a in batch], self.num_frames)
         captions = [list(s.meta["captions"]) for s in samples]
@@ -342,9 +337,7 @@ class StreamLoader:
         kw = {}
         if num_workers > 0 and prefetch_factor:
             kw["prefetch_factor"] = prefetch_factor
-        self.dataloader = DataLoader(
-            dataset, batch_size=None, num_workers=num_workers, pin_memory=pin_memory, **kw
-        )
+        self.dataloader = DataLoader(dataset, batch_size=None, num_workers=num_workers, pin_memory=pin_memory, **kw)
         self._epoch = 0
         self._explicit = False
 

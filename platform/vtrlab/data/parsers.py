@@ -71,9 +71,7 @@ Parsed = dict[str, list[VideoItem]]
 def _ann(card: DatasetCard, ann_dir: Path, role: str) -> Path:
     name = card.annotations.get(role)
     if name is None:
-        raise ConfigError(
-            f"card {card.name!r}: annotations.{role} is missing (the {card.name} parser needs it)"
-        )
+        raise ConfigError(f"card {card.name!r}: annotations.{role} is missing (the {card.name} parser needs it)")
     p = ann_dir / name
     if not p.is_file():
         raise DataError(f"{p}: annotation file not found (card {card.name}, annotations.{role})")
@@ -300,9 +298,7 @@ def parse_activitynet(card: DatasetCard, ann_dir: Path, splits: list[str]) -> Pa
             raise DataError(f"{ids_p}: expected a JSON list of video ids ('v_...')")
         data = _load_json(data_p)
         if not isinstance(data, dict):
-            raise DataError(
-                f"{data_p}: expected a JSON object video id -> {{duration, timestamps, sentences}}"
-            )
+            raise DataError(f"{data_p}: expected a JSON object video id -> {{duration, timestamps, sentences}}")
         items = []
         for i, vid in enumerate(ids):
             vid = str(vid)
@@ -342,18 +338,14 @@ PARSERS: dict[str, Callable[[DatasetCard, Path, list[str]], Parsed]] = {
 }
 
 
-def parse_annotations(
-    card: DatasetCard, annotations: str | os.PathLike, splits: list[str] | None = None
-) -> Parsed:
+def parse_annotations(card: DatasetCard, annotations: str | os.PathLike, splits: list[str] | None = None) -> Parsed:
     """Per split, the list of :class:`VideoItem` of a benchmark (``splits`` default: all of the card's)."""
     if card.name not in PARSERS:
         raise ConfigError(f"no annotation parser for benchmark {card.name!r} (known: {', '.join(PARSERS)})")
     splits = list(splits or card.splits)
     unknown = [s for s in splits if s not in card.splits]
     if unknown:
-        raise ConfigError(
-            f"card {card.name!r}: unknown split(s) {unknown}; the card has {sorted(card.splits)}"
-        )
+        raise ConfigError(f"card {card.name!r}: unknown split(s) {unknown}; the card has {sorted(card.splits)}")
     ann_dir = Path(annotations)
     if not ann_dir.is_dir():
         raise DataError(f"{ann_dir}: annotations folder not found")

@@ -201,17 +201,13 @@ def read_manifest(url: str) -> dict:
     except json.JSONDecodeError as exc:
         raise DataError(f"{storage.join_url(url, MANIFEST)}: line {exc.lineno}: invalid JSON") from None
     if man.get("format") != FORMAT:
-        raise DataError(
-            f"{storage.join_url(url, MANIFEST)}: format {man.get('format')!r}, expected {FORMAT!r}"
-        )
+        raise DataError(f"{storage.join_url(url, MANIFEST)}: format {man.get('format')!r}, expected {FORMAT!r}")
     return man
 
 
 def manifest_split(man: dict, split: str, url: str = "") -> dict:
     if split not in man.get("splits", {}):
-        raise DataError(
-            f"{url or man.get('name')}: split {split!r} not in the manifest (has {sorted(man['splits'])})"
-        )
+        raise DataError(f"{url or man.get('name')}: split {split!r} not in the manifest (has {sorted(man['splits'])})")
     return man["splits"][split]
 
 
@@ -268,9 +264,43 @@ class RawSample:
                 return arr[np.asarray(indices, dtype=int)]
             return np.stack([decode_frame(self.frames[i]) for i in indices])
         except Exception as exc:
-            raise DataError(
-                f"{self.url}: sample {self.meta.get('video_id')!r}: cannot decode frames: {exc}"
-            ) from None
+            raise DataError(f"{self.url}: sample {self.meta.get('video_id')!r}: cannot decode frames: {exc}") from None
+
+    def decode_chw(self, indices: list[int] | np.ndarray):
+        """Frames at ``indices`` as a torch uint8 tensor [len(indices), 3, H, W] (the loader's layout).
+
+        JPEG frames are decoded in one batched call of torchvision's libjpeg-turbo decoder (about 1.7x
+        PIL's speed here, and directly channels-first); PNG through PIL; npy by slicing.
+        """
+        import torch
+
+        try:
+            if self.npy is not None:
+                arr = decode_npy(self.npy)[np.asarray(indices, dtype=int)]
+                return torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2)
+            if self.meta.get("frame_format", "jpg") == "jpg" and _tv_decode_jpeg() is not None:
+                dec, mode = _tv_decode_jpeg()
+                datas = [torch.frombuffer(bytearray(self.frames[i]), dtype=torch.uint8) for i in indices]
+                return torch.stack(dec(datas, mode=mode))
+            arr = np.stack([decode_frame(self.frames[i]) for i in indices])
+            return torch.from_numpy(arr).permute(0, 3, 1, 2)
+        except Exception as exc:
+            raise DataError(f"{self.url}: sample {self.meta.get('video_id')!r}: cannot decode frames: {exc}") from None
+
+
+_TV_JPEG: list = []
+
+
+def _tv_decode_jpeg():
+    """(torchvision.io.decode_jpeg, ImageReadMode.RGB), or None when torchvision cannot decode JPEG."""
+    if not _TV_JPEG:
+        try:
+            import torchvision.io as tio
+
+            _TV_JPEG.append((tio.decode_jpeg, tio.ImageReadMode.RGB))
+        except Exception:
+            _TV_JPEG.append(None)
+    return _TV_JPEG[0]
 
 
 def _finish(cur: dict, url: str) -> RawSample:
@@ -291,9 +321,7 @@ def _finish(cur: dict, url: str) -> RawSample:
     for i in range(n):
         name = f"{i:03d}.{fmt}"
         if name not in cur:
-            raise DataError(
-                f"{url}: sample {key!r} lacks frame entry {key}.{name} (truncated or corrupt shard)"
-            )
+            raise DataError(f"{url}: sample {key!r} lacks frame entry {key}.{name} (truncated or corrupt shard)")
         frames.append(cur[name])
     return RawSample(meta, frames, None, url)
 
@@ -349,9 +377,7 @@ def iter_shard(url: str, *, expected_sha256: str | None = None) -> Iterator[RawS
             buffered.close()
 
 
-def iter_shard_safe(
-    url: str, on_error: str = "raise", expected_sha256: str | None = None
-) -> Iterator[RawSample]:
+def iter_shard_safe(url: str, on_error: str = "raise", expected_sha256: str | None = None) -> Iterator[RawSample]:
     """:func:`iter_shard` with the loader's error policy: ``raise`` (default) or ``skip`` (warn and go on
     with the next shard; samples already read from the broken shard are kept)."""
     try:

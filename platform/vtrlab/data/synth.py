@@ -112,9 +112,7 @@ def _render_event(ev: Event, n: int, rng: np.random.Generator) -> np.ndarray:
 def render_clip(events: list[Event], rng: np.random.Generator, num_frames: int = FRAMES) -> np.ndarray:
     """uint8 [num_frames, 32, 32, 3]: the events in order, one equal segment each."""
     bounds = np.linspace(0, num_frames, len(events) + 1).round().astype(int)
-    parts = [
-        _render_event(ev, int(b - a), rng) for ev, a, b in zip(events, bounds[:-1], bounds[1:], strict=True)
-    ]
+    parts = [_render_event(ev, int(b - a), rng) for ev, a, b in zip(events, bounds[:-1], bounds[1:], strict=True)]
     return np.concatenate(parts)
 
 
@@ -188,10 +186,7 @@ def generate(size: str = "small", seed: int = 0) -> dict[str, list[ClipRecord]]:
             continue
         seen.add(tuple(idx))
         bounds = np.linspace(0, FRAMES, 4).round().astype(int)
-        segs = [
-            _render_event(e, int(b1 - b0), prng)
-            for e, b0, b1 in zip(trio, bounds[:-1], bounds[1:], strict=True)
-        ]
+        segs = [_render_event(e, int(b1 - b0), prng) for e, b0, b1 in zip(trio, bounds[:-1], bounds[1:], strict=True)]
         # reversed twin: segments in reverse order (segment lengths may differ by one frame)
         fwd = np.concatenate(segs)
         rev = np.concatenate(segs[::-1])
@@ -223,9 +218,7 @@ def hash_split(split: str) -> int:
     return int.from_bytes(split.encode()[:8].ljust(8, b"\0"), "little") % (2**31)
 
 
-def synth(
-    out: str, size: str = "small", seed: int = 0, progress: Callable[[dict], None] | None = None
-) -> dict:
+def synth(out: str, size: str = "small", seed: int = 0, progress: Callable[[dict], None] | None = None) -> dict:
     """Write the synthetic benchmark's shards + manifest to ``out``; returns the manifest."""
     card = load_card("synthetic")
     data = generate(size, seed)

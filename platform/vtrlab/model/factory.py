@@ -9,14 +9,10 @@ from typing import Any
 
 from torch import nn
 
+from vtrlab.logs import quiet_root_logger
 from vtrlab.model.backbone import BackboneInfo, load_backbone
 from vtrlab.model.dual_encoder import VideoTextDualEncoder
 from vtrlab.model.methods import get_method, parse_knobs
-
-
-class _QuietRandomInit(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "No pretrained weights loaded" not in record.getMessage()
 
 
 def apply_method(
@@ -56,12 +52,8 @@ def create_model(
     get_method(method)
     parse_knobs(method, knobs)
     if clip is None:
-        quiet = _QuietRandomInit()
-        logging.getLogger().addFilter(quiet)
-        try:
+        with quiet_root_logger(logging.ERROR):  # open_clip warns on random init; the artifact records it
             clip, backbone_info = load_backbone(backbone, weights)
-        finally:
-            logging.getLogger().removeFilter(quiet)
     assert backbone_info is not None, "pass backbone_info with clip"
     encoder = VideoTextDualEncoder(clip, backbone_info)
     return apply_method(encoder, method, knobs)

@@ -16,7 +16,10 @@ def get_tokenizer(model_name: str = DEFAULT_TOKENIZER_MODEL):
     which ships inside the open_clip wheel, so this works offline)."""
     import open_clip
 
-    return open_clip.get_tokenizer(model_name)
+    from vtrlab.logs import quiet_root_logger
+
+    with quiet_root_logger():
+        return open_clip.get_tokenizer(model_name)
 
 
 def tokenize(

@@ -47,12 +47,18 @@ def autocast_for(device: torch.device | str, enabled: bool = True):
     return nullcontext()
 
 
+def unwrap(model: torch.nn.Module) -> VideoTextDualEncoder:
+    """The dual encoder inside a DistributedDataParallel wrapper (or the model itself)."""
+    return getattr(model, "module", model)
+
+
 def contrastive_loss(
-    encoder: VideoTextDualEncoder, frames: torch.Tensor, frame_mask: torch.Tensor, tokens: torch.Tensor
+    model: torch.nn.Module, frames: torch.Tensor, frame_mask: torch.Tensor, tokens: torch.Tensor
 ) -> torch.Tensor:
     """Symmetric InfoNCE of a batch of (clip, caption) pairs; negatives gathered across ranks for dual
-    encoders, local to the batch for text-conditioned video heads."""
-    text_emb, video_emb = encoder(frames, frame_mask, tokens)
+    encoders, local to the batch for text-conditioned video heads. `model` may be DDP-wrapped."""
+    text_emb, video_emb = model(frames, frame_mask, tokens)
+    encoder = unwrap(model)
     scale = encoder.logit_scale()
     if video_emb.dim() == 3:
         return infonce_from_logits(scale * encoder.similarity(text_emb, video_emb))
@@ -60,7 +66,7 @@ def contrastive_loss(
 
 
 def training_step(
-    encoder: VideoTextDualEncoder,
+    encoder: torch.nn.Module,
     optimizer: torch.optim.Optimizer | None,
     frames: torch.Tensor,
     frame_mask: torch.Tensor,

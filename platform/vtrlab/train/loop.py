@@ -1,0 +1,135 @@
+"""The Ray Train worker loop: stream shards, train the adapter, evaluate, log, checkpoint every epoch.
+
+Runs on every worker of a `TorchTrainer` (see `vtrlab.train.runner`). Rank 0 writes the checkpoint and
+the MLflow metrics; every rank reports to Ray Train (a barrier). After a worker failure, Ray Train restarts
+the workers and `ray.train.get_checkpoint()` hands back the last finished epoch, so the loop continues
+from there and, because MLflow logging is idempotent per epoch, the run's history has no duplicates or gaps.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from typing import Any
+
+import torch
+
+from vtrlab.config import TrainSpec
+from vtrlab.data import make_eval_loader, make_train_loader
+from vtrlab.model.factory import create_model
+from vtrlab.model.params import count_parameters
+from vtrlab.train.checkpoint import load_training_state, save_training_state
+from vtrlab.train.evaluate import evaluate
+from vtrlab.train.schedule import warmup_cosine
+from vtrlab.train.step import make_optimizer, training_step
+
+FAIL_ONCE_ENV = "VTRLAB_TEST_FAIL_AT_EPOCH"  # tests: crash a worker once, mid-trial, to exercise recovery
+
+
+def _maybe_fail_for_test(epoch: int, rank: int, marker_dir: str | None) -> None:
+    target = os.environ.get(FAIL_ONCE_ENV)
+    if target is None or int(target) != epoch or rank != 0 or marker_dir is None:
+        return
+    marker = os.path.join(marker_dir, "vtrlab-failed-once")
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        os._exit(1)  # a hard crash, as a lost node would look to Ray
+
+
+def train_loop(config: dict[str, Any]) -> None:
+    """`train_loop_per_worker` of the TorchTrainer; `config` = {"spec": TrainSpec dict, "tracking": {...}}."""
+    import ray.train
+    import ray.train.torch
+
+    spec = TrainSpec.model_validate(config["spec"])
+    tracking = config.get("tracking") or {}
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    device = ray.train.torch.get_device()
+    torch.manual_seed(spec.seed)
+
+    encoder = create_model(spec.method, spec.backbone, spec.weights, spec.knobs).to(device)
+    counts = count_parameters(encoder)
+    rates = {"method": spec.lr, "backbone_bias": spec.backbone_lr, "backbone": spec.backbone_lr}
+    optimizer = make_optimizer(encoder, lr=rates, weight_decay=spec.weight_decay)
+    loader_args = {"num_frames": spec.num_frames, "max_words": spec.max_words, "rank": rank, "world_size": world}
+    train_loader = make_train_loader(
+        spec.data,
+        spec.train_split,
+        batch_size=spec.batch_size // world,
+        seed=spec.seed,
+        epoch_batches=spec.epoch_batches,
+        num_workers=spec.loader_workers,
+        **loader_args,
+    )
+    eval_loader = make_eval_loader(spec.data, spec.eval_split, batch_size=spec.eval_batch_size, **loader_args)
+    epochs = spec.epochs if optimizer is not None else 1  # zero-shot: one evaluation
+    scheduler = None
+    model: torch.nn.Module = encoder
+    if optimizer is not None:
+        scheduler = warmup_cosine(optimizer, len(train_loader) * epochs, spec.warmup_ratio)
+        if world > 1:
+            model = ray.train.torch.prepare_model(encoder)
+
+    start_epoch = 0
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            start_epoch = load_training_state(directory, encoder, optimizer, scheduler) + 1
+
+    logger = _MlflowEpochLogger(tracking) if rank == 0 and tracking.get("run_id") else None
+    for epoch in range(start_epoch, epochs):
+        train_loader.set_epoch(epoch)
+        losses, clips, started = [], 0, time.perf_counter()
+        if optimizer is not None:
+            for step, batch in enumerate(train_loader):
+                if step == len(train_loader) // 2:
+                    _maybe_fail_for_test(epoch, rank, tracking.get("marker_dir"))
+                losses.append(
+                    training_step(
+                        model,
+                        optimizer,
+                        batch["frames"].to(device, non_blocking=True),
+                        batch["frame_mask"].to(device, non_blocking=True),
+                        batch["tokens"].to(device, non_blocking=True),
+                        max_grad_norm=spec.max_grad_norm,
+                        scheduler=scheduler,
+                    )
+                )
+                clips += len(batch["frames"])
+        train_seconds = time.perf_counter() - started
+        metrics: dict[str, float] = dict(evaluate(encoder, eval_loader, device))
+        metrics.update(
+            {
+                "epoch": float(epoch),
+                "train_loss": float(sum(losses) / len(losses)) if losses else float("nan"),
+                "clips_per_s": clips * world / train_seconds if clips else 0.0,
+                "trainable_params": float(counts.trainable),
+                "trainable_pct": counts.trainable_pct,
+            }
+        )
+        if logger is not None:
+            logger.log(epoch, metrics)
+        with tempfile.TemporaryDirectory() as directory:
+            saved = None
+            if rank == 0:
+                save_training_state(directory, encoder, optimizer, scheduler, epoch)
+                saved = ray.train.Checkpoint.from_directory(directory)
+            ray.train.report(metrics, checkpoint=saved)
+
+
+class _MlflowEpochLogger:
+    """Rank 0's MLflow writer: per-epoch metrics into the run the driver created, once per epoch."""
+
+    def __init__(self, tracking: dict[str, Any]):
+        from vtrlab.tracking.runs import client
+
+        self.client = client(tracking.get("uri"))
+        self.run_id = tracking["run_id"]
+
+    def log(self, epoch: int, metrics: dict[str, float]) -> None:
+        from vtrlab.tracking.runs import log_epoch_metrics
+
+        finite = {k: v for k, v in metrics.items() if v == v}  # MLflow rejects NaN
+        log_epoch_metrics(self.client, self.run_id, epoch, finite)
