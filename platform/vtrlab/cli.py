@@ -10,6 +10,7 @@ from rich.markup import escape
 
 from vtrlab.errors import VtrlabError
 from vtrlab.model.cli import model_app
+from vtrlab.train.cli import train_command
 
 app = typer.Typer(
     name="vtrlab",
@@ -18,6 +19,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(model_app, name="model")
+app.command("train")(train_command)
 
 try:  # the data layer is optional at import time so `vtrlab model ...` works without its extras
     from vtrlab.data.cli import data_app

@@ -297,6 +297,13 @@ def _tv_decode_jpeg():
         try:
             import torchvision.io as tio
 
+            # torchvision 0.29 deprecates its image codecs in favour of TorchCodec (not a dependency here);
+            # they still work and are the fastest JPEG decoder available: silence just that notice.
+            warnings.filterwarnings(
+                "ignore",
+                message="The image decoding and encoding capabilities of TorchVision",
+                category=DeprecationWarning,
+            )
             _TV_JPEG.append((tio.decode_jpeg, tio.ImageReadMode.RGB))
         except Exception:
             _TV_JPEG.append(None)
