@@ -92,12 +92,25 @@ def write_dataset(url: str, fmt: str, clips: list[np.ndarray], args) -> dict:
     stats = []
     for si, lo in enumerate(range(0, len(recs), args.shard_samples)):
         stats.append(
-            write_shard(store, "train", si, recs[lo : lo + args.shard_samples], first_sample_index=lo,
-                        frame_format=fmt, jpeg_quality=args.jpeg_quality)
+            write_shard(
+                store,
+                "train",
+                si,
+                recs[lo : lo + args.shard_samples],
+                first_sample_index=lo,
+                frame_format=fmt,
+                jpeg_quality=args.jpeg_quality,
+            )
         )
     card = load_card("msrvtt")
-    opts = {"stored_frames": args.stored_frames, "image_size": args.image_size, "fps": 1.0, "frame_format": fmt,
-            "jpeg_quality": args.jpeg_quality, "shard_samples": args.shard_samples}
+    opts = {
+        "stored_frames": args.stored_frames,
+        "image_size": args.image_size,
+        "fps": 1.0,
+        "frame_format": fmt,
+        "jpeg_quality": args.jpeg_quality,
+        "shard_samples": args.shard_samples,
+    }
     man = assemble_manifest("bench", card, opts, ["train"], stats, {}, protocols={"train": "one-caption"})
     store.write_text(MANIFEST, json.dumps(man))
     return man
@@ -105,9 +118,17 @@ def write_dataset(url: str, fmt: str, clips: list[np.ndarray], args) -> dict:
 
 def time_loader(url: str, workers: int, args) -> dict:
     n_batches = args.batches
-    loader = make_train_loader(url, "train", batch_size=args.batch_size, num_frames=args.num_frames,
-                               max_words=32, num_workers=workers, epoch_batches=n_batches * max(1, workers),
-                               shuffle_buffer=args.shuffle_buffer, seed=0)
+    loader = make_train_loader(
+        url,
+        "train",
+        batch_size=args.batch_size,
+        num_frames=args.num_frames,
+        max_words=32,
+        num_workers=workers,
+        epoch_batches=n_batches * max(1, workers),
+        shuffle_buffer=args.shuffle_buffer,
+        seed=0,
+    )
     t0 = time.perf_counter()
     it = iter(loader)
     next(it)  # start-up (worker spawn, shuffle-buffer fill) is excluded
@@ -116,8 +137,7 @@ def time_loader(url: str, workers: int, args) -> dict:
     for b in it:
         n += b["frames"].shape[0]
     t2 = time.perf_counter()
-    return {"workers": workers, "clips": n, "seconds": t2 - t1, "clips_per_s": n / (t2 - t1),
-            "startup_s": t1 - t0}
+    return {"workers": workers, "clips": n, "seconds": t2 - t1, "clips_per_s": n / (t2 - t1), "startup_s": t1 - t0}
 
 
 def jpeg_microbench(clips, args) -> dict:
@@ -137,12 +157,14 @@ def jpeg_microbench(clips, args) -> dict:
         import torchvision.io as tio
 
         datas = [torch.frombuffer(bytearray(f), dtype=torch.uint8) for f in frames]
+        torch.set_num_threads(1)
         t = time.perf_counter()
         reps = 0
         while time.perf_counter() - t < 2.0:
-            tio.decode_jpeg(datas)
+            for d in datas:
+                tio.decode_jpeg(d)
             reps += len(datas)
-        out["torchvision_frames_per_s_cpu"] = reps / (time.perf_counter() - t)
+        out["torchvision_frames_per_s_1core"] = reps / (time.perf_counter() - t)
         if torch.cuda.is_available():
             batch = datas * 4
             tio.decode_jpeg(batch, device="cuda")
@@ -183,8 +205,12 @@ def main() -> None:
         os.environ["AWS_ENDPOINT_URL"] = args.endpoint
     else:
         proc, url = start_moto()
-        os.environ.update(AWS_ENDPOINT_URL=url, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
-                          AWS_DEFAULT_REGION="us-east-1")
+        os.environ.update(
+            AWS_ENDPOINT_URL=url,
+            AWS_ACCESS_KEY_ID="bench",
+            AWS_SECRET_ACCESS_KEY="bench",
+            AWS_DEFAULT_REGION="us-east-1",
+        )
     try:
         bucket = args.bucket or f"vtrlab-bench-{uuid.uuid4().hex[:8]}"
         client = storage.s3_client()
@@ -200,12 +226,17 @@ def main() -> None:
             write_s = time.perf_counter() - t
             info = man["splits"]["train"]
             runs = [time_loader(url, int(w), args) for w in args.workers.split(",")]
-            results["formats"][fmt] = {"bytes_per_clip": info["bytes"] / info["samples"], "write_s": write_s,
-                                       "runs": runs}
+            results["formats"][fmt] = {
+                "bytes_per_clip": info["bytes"] / info["samples"],
+                "write_s": write_s,
+                "runs": runs,
+            }
         print(json.dumps(results, indent=1))
         print()
-        print(f"| format | KB/clip | workers | clips/s |  ({args.batch_size}x{args.num_frames} frames, "
-              f"{args.image_size}px, {os.cpu_count()} CPUs)")
+        print(
+            f"| format | KB/clip | workers | clips/s |  ({args.batch_size}x{args.num_frames} frames, "
+            f"{args.image_size}px, {os.cpu_count()} CPUs)"
+        )
         print("|---|---|---|---|")
         for fmt, r in results["formats"].items():
             for run in r["runs"]:

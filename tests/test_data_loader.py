@@ -120,9 +120,7 @@ def test_eval_with_workers_and_determinism(synth_small):
     def run():
         return [
             (v, b["frames"][i].sum().item())
-            for b in make_eval_loader(
-                synth_small, "test", batch_size=8, num_frames=12, max_words=32, num_workers=2
-            )
+            for b in make_eval_loader(synth_small, "test", batch_size=8, num_frames=12, max_words=32, num_workers=2)
             for i, v in enumerate(b["video_id"])
         ]
 
@@ -164,9 +162,7 @@ def test_broken_shard_raises_or_is_skipped(synth_small, tmp_path, how):
     with pytest.warns(RuntimeWarning, match=r"shard-000001\.tar"):
         n = sum(
             len(b["video_id"])
-            for b in make_eval_loader(
-                url, "train", batch_size=16, num_frames=4, max_words=16, on_error="skip"
-            )
+            for b in make_eval_loader(url, "train", batch_size=16, num_frames=4, max_words=16, on_error="skip")
         )
     assert 192 <= n < 256 if how == "truncate" else n >= 192
 
@@ -193,3 +189,42 @@ def test_undecodable_frame_raises_or_is_skipped(synth_small, tmp_path):
     with pytest.warns(RuntimeWarning, match="test-00001-b"):
         ids = [v for b in make_eval_loader(str(dst), "test", on_error="skip", **kw) for v in b["video_id"]]
     assert len(ids) == 63 and "test-00001-b" not in ids
+
+
+def test_frame_indices_properties():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.integers(1, 200), st.integers(1, 64), st.integers(0, 2**32 - 1))
+    def check(stored, frames, seed):
+        for rng in (None, np.random.default_rng(seed)):
+            idx = frame_indices(stored, frames, rng)
+            assert len(idx) == min(stored, frames)
+            assert (idx >= 0).all() and (idx < stored).all()
+            assert (np.diff(idx) >= 0).all()
+            if stored >= frames:  # one index per segment: strictly increasing
+                assert (np.diff(idx) > 0).all()
+
+    check()
+
+
+def test_deferred_decode_equals_cpu_decode(tmp_path, benchmark_fixtures, synth_small):
+    """decode="device" hands JPEG bytes on; decode_frames (here on the CPU) gives the loader's own frames."""
+    from vtrlab.data.build import build
+    from vtrlab.data.loader import decode_frames
+
+    fx = benchmark_fixtures["msrvtt"]
+    out = str(tmp_path / "jpg")
+    build("msrvtt", fx["annotations"], fx["videos"], out, ["train"], stored_frames=5, image_size=32, executor="local")
+    kw = {"batch_size": 2, "num_frames": 8, "max_words": 16}
+    ref = list(make_eval_loader(out, "train", **kw))
+    deferred = list(make_eval_loader(out, "train", decode="device", **kw))
+    assert "frames" not in deferred[0] and len(deferred[0]["frames_jpeg"][0]) == 5
+    for a, b in zip(ref, deferred, strict=True):
+        b = decode_frames(b, "cpu")
+        assert torch.equal(a["frames"], b["frames"]) and torch.equal(a["frame_mask"], b["frame_mask"])
+    b = next(iter(make_train_loader(out, "train", decode="device", **kw)))
+    assert decode_frames(b, "cpu")["frames"].shape == (2, 8, 3, 32, 32)
+    with pytest.raises(ConfigError, match="needs JPEG"):
+        make_eval_loader(synth_small, "test", decode="device", **kw)

@@ -10,6 +10,7 @@ from rich.markup import escape
 
 from vtrlab.errors import VtrlabError
 from vtrlab.model.cli import model_app
+from vtrlab.sweep.cli import sweep_command
 from vtrlab.train.cli import train_command
 
 app = typer.Typer(
@@ -20,6 +21,7 @@ app = typer.Typer(
 )
 app.add_typer(model_app, name="model")
 app.command("train")(train_command)
+app.command("sweep")(sweep_command)
 
 try:  # the data layer is optional at import time so `vtrlab model ...` works without its extras
     from vtrlab.data.cli import data_app
@@ -40,6 +42,17 @@ def selfcheck(
     from vtrlab.selfcheck import run_selfcheck
 
     run_selfcheck(backbone=backbone, num_frames=frames, batch_size=batch, steps=steps)
+
+
+@app.command()
+def quickstart(
+    address: str = typer.Option(None, help="Ray address (default: RAY_ADDRESS, else a local Ray)"),
+    size: str = typer.Option("small", help="synthetic benchmark size: small or medium"),
+) -> None:
+    """Synthesise data, pretrain the tiny backbone, run the quickstart sweep, register the champion."""
+    from vtrlab.quickstart import quickstart as run_quickstart
+
+    run_quickstart(address=address, size=size)
 
 
 def main() -> None:

@@ -19,6 +19,19 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> str:
     if ray.is_initialized():
         return ray.get_runtime_context().gcs_address
     address = address or os.environ.get("RAY_ADDRESS")
+    if not address:
+        # A second Ray on one machine breaks Ray Train's auto-detection of "its" cluster (its placement
+        # group cleaner raises "Found multiple active Ray instances" and the next trial waits forever):
+        # join a Ray already running here instead of starting another.
+        from ray._private.services import find_gcs_addresses
+
+        running = sorted(find_gcs_addresses())
+        if len(running) > 1:
+            raise ConfigError(
+                f"several Ray instances run on this machine ({', '.join(running)}); pass --address or set "
+                "RAY_ADDRESS to choose one, or stop them with `ray stop`"
+            )
+        address = running[0] if running else None
     try:
         if address:
             ray.init(address=address, logging_level="WARNING")

@@ -8,6 +8,10 @@ temporary key, commit it, then commit its stats sidecar. A rerun reads the sidec
 shard whose sidecar matches its plan hash (same videos, captions, spans and frame options), so an
 interrupted build resumes where it stopped. The manifest is committed last.
 
+A build of some splits (``splits=[...]``) keeps the other splits of an earlier build at the same URL
+with the same options in the manifest. With a multi-node Ray cluster every node must see the videos
+folder at the same path (a shared file system); the shards go to ``out`` from whichever node runs the task.
+
 Ray is imported only when the Ray executor runs (``vtrlab.data`` imports nothing of Ray otherwise).
 Connects to ``RAY_ADDRESS`` when set, else starts a local Ray with all the machine's cores, or uses the
 Ray already initialised by the caller.
@@ -280,6 +284,25 @@ def build(
         todo.append(s)
     results = run_tasks(todo, store.spec(), opts, executor, num_cpus, progress)
     man = assemble_manifest(card.name, card, opts, list(parsed), done + results, missing)
+    # splits built earlier into the same place with the same options (``--splits`` builds) are kept
+    kept = _earlier_splits(store, card.name, opts, set(parsed))
+    if kept:
+        man["splits"] = {**kept, **man["splits"]}
+        man["version"] = sha256_json(
+            {"opts": opts, "splits": {k: [s["sha256"] for s in v["shards"]] for k, v in man["splits"].items()}}
+        )
     man["build"] = {"shards_total": len(shards), "shards_resumed": len(done), "shards_written": len(todo)}
     store.write_text(MANIFEST, json.dumps(man, indent=1, sort_keys=True))
     return man
+
+
+def _earlier_splits(store: storage.Store, name: str, opts: dict, built: set[str]) -> dict:
+    if not store.exists(MANIFEST):
+        return {}
+    try:
+        old = json.loads(store.read_text(MANIFEST))
+    except (StorageError, json.JSONDecodeError):
+        return {}
+    if old.get("format") != FORMAT or old.get("name") != name or old.get("options") != opts:
+        return {}
+    return {k: v for k, v in old.get("splits", {}).items() if k not in built}

@@ -102,7 +102,10 @@ def _print_summary(s: dict) -> None:
             f"{sp['bytes_per_clip'] / 1e3:.1f}",
             f"{exp.get('videos', '?')}/{exp.get('captions', '?')}",
         )
-    Console().print(t)
+    con = Console()
+    if not con.is_terminal:
+        con = Console(width=max(con.width, 132))  # logs and pipes: do not truncate the columns
+    con.print(t)
     for name, sp in s["splits"].items():
         for sk in sp["skipped_videos"][:10]:
             Console(stderr=True).print(f"[yellow]skipped[/] {name}/{sk['video_id']}: {sk['reason']}")

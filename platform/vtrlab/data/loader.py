@@ -51,20 +51,25 @@ from vtrlab import storage
 from vtrlab.data.shards import RawSample, iter_shard_safe, manifest_split, read_manifest
 from vtrlab.errors import ConfigError, DataError
 
-__all__ = ["frame_indices", "make_eval_loader", "make_train_loader"]
+__all__ = ["decode_frames", "frame_indices", "make_eval_loader", "make_train_loader"]
+
+DECODE_MODES = ("cpu", "device")
 
 
 def frame_indices(num_stored: int, num_frames: int, rng: np.random.Generator | None = None) -> np.ndarray:
     """Indices of the stored frames to use (length min(num_stored, num_frames)).
 
-    Uniform segments; ``rng`` given: a random frame in each segment (training jitter); else the centre.
+    Uniform segments (as integer frame ranges); ``rng`` given: a random frame in each segment (training
+    jitter); else the centre. Indices are strictly increasing when num_stored >= num_frames.
     """
     if num_stored <= num_frames:
         return np.arange(num_stored)
-    edges = np.linspace(0.0, num_stored, num_frames + 1)
-    lo, hi = edges[:-1], edges[1:]
-    pos = lo + rng.random(num_frames) * (hi - lo) if rng is not None else (lo + hi) / 2.0
-    return np.clip(np.floor(pos).astype(np.int64), 0, num_stored - 1)
+    # integer segments [a_i, b_i): non-empty and disjoint because num_stored >= num_frames
+    edges = np.floor(np.linspace(0.0, num_stored, num_frames + 1)).astype(np.int64)
+    a, b = edges[:-1], edges[1:]
+    if rng is None:
+        return (a + b) // 2
+    return a + np.floor(rng.random(num_frames) * (b - a)).astype(np.int64)
 
 
 def _decode(s: RawSample, num_frames: int, rng: np.random.Generator | None, on_error: str) -> torch.Tensor | None:
@@ -137,6 +142,34 @@ class _DatasetBase(IterableDataset):
             raise DataError(f"{url}: split {split!r} has no shard (all its videos were skipped?)")
         self.batch_size, self.num_frames, self.max_words = batch_size, num_frames, max_words
         self.on_error, self.verify = on_error, verify
+
+    decode = "cpu"
+
+    def set_decode(self, decode: str) -> None:
+        """``cpu`` (default): batches carry decoded ``frames``. ``device``: batches carry ``frames_jpeg``
+        (per clip, the sampled frames' JPEG bytes as uint8 tensors) instead, for :func:`decode_frames` to
+        decode on the training device (nvJPEG on CUDA). Needs JPEG shards."""
+        if decode not in DECODE_MODES:
+            raise ConfigError(f"decode {decode!r}: expected one of {', '.join(DECODE_MODES)}")
+        fmt = self.manifest.get("options", {}).get("frame_format")
+        if decode == "device" and fmt != "jpg":
+            raise ConfigError(f"{self.url}: decode='device' needs JPEG frames; these shards store {fmt!r}")
+        self.decode = decode
+
+    def _frames_of(self, s: RawSample, rng: np.random.Generator | None):
+        if self.decode == "device":
+            idx = frame_indices(s.num_frames, self.num_frames, rng)
+            return [torch.frombuffer(bytearray(s.frames[i]), dtype=torch.uint8) for i in idx]
+        return _decode(s, self.num_frames, rng, self.on_error)
+
+    def _frames_entries(self, samples: list[RawSample], arrays: list) -> dict:
+        if self.decode == "device":
+            mask = torch.zeros((len(samples), self.num_frames), dtype=torch.bool)
+            for i, a in enumerate(arrays):
+                mask[i, : len(a)] = True
+            return {"frames_jpeg": arrays, "frame_mask": mask}
+        frames, mask = _frames_batch(samples, arrays, self.num_frames)
+        return {"frames": frames, "frame_mask": mask}
 
     def _read(self, shard: dict) -> Iterator[RawSample]:
         return iter_shard_safe(shard["url"], self.on_error, shard["sha256"] if self.verify else None)
@@ -214,7 +247,7 @@ class TrainStream(_DatasetBase):
                 k = int(rng.integers(len(buf)))
                 buf[k], buf[-1] = buf[-1], buf[k]
                 s, cap = buf.pop()
-                arr = _decode(s, self.num_frames, rng, self.on_error)
+                arr = self._frames_of(s, rng)
                 if arr is None:
                     continue
                 batch.append((s, cap, arr))
@@ -228,10 +261,8 @@ class TrainStream(_DatasetBase):
     def _collate(self, batch: list[tuple[RawSample, str, torch.Tensor]], rng) -> dict:
         samples = [s for s, _, _ in batch]
         caps = [c for _, c, _ in batch]
-        frames, mask = _frames_batch(samples, [a for _, _, a in batch], self.num_frames)
         return {
-            "frames": frames,
-            "frame_mask": mask,
+            **self._frames_entries(samples, [a for _, _, a in batch]),
             "tokens": _tokenize(caps, self.max_words),
             "video_id": [s.meta["video_id"] for s in samples],
             "caption": caps,
@@ -296,7 +327,7 @@ class EvalStream(_DatasetBase):
         lo, hi = self._worker_range(wid, nw)
         batch: list[tuple[RawSample, torch.Tensor]] = []
         for s in self._samples(lo, hi):
-            arr = _decode(s, self.num_frames, None, self.on_error)
+            arr = self._frames_of(s, None)
             if arr is None:
                 continue
             batch.append((s, arr))
@@ -308,13 +339,11 @@ class EvalStream(_DatasetBase):
 
     def _collate(self, batch: list[tuple[RawSample, torch.Tensor]]) -> dict:
         samples = [s for s, _ in batch]
-        frames, mask = _frames_batch(samples, [a for _, a in batch], self.num_frames)
         captions = [list(s.meta["captions"]) for s in samples]
         flat = [c for cs in captions for c in cs]
         index = [i for i, cs in enumerate(captions) for _ in cs]
         return {
-            "frames": frames,
-            "frame_mask": mask,
+            **self._frames_entries(samples, [a for _, a in batch]),
             "video_id": [s.meta["video_id"] for s in samples],
             "captions": captions,
             "tokens": _tokenize(flat, self.max_words),
@@ -371,6 +400,7 @@ def make_train_loader(
     epoch_batches: int | None = None,
     shuffle_buffer: int = 500,
     on_error: str = "raise",
+    decode: str = "cpu",
     verify: bool = True,
     pin_memory: bool = False,
     prefetch_factor: int | None = None,
@@ -378,7 +408,9 @@ def make_train_loader(
     """The training loader of one data-parallel rank (see the module docstring).
 
     ``shuffle_buffer``: (clip, caption) pairs held for shuffling per worker; ``on_error``: "raise" or
-    "skip" for broken shards; ``verify``: check each fully read shard's sha256 against the manifest.
+    "skip" for broken shards; ``verify``: check each fully read shard's sha256 against the manifest;
+    ``decode``: "cpu" (frames decoded in the loader) or "device" (JPEG bytes handed on; call
+    :func:`decode_frames` on the training device).
     """
     ds = TrainStream(
         url,
@@ -395,6 +427,7 @@ def make_train_loader(
         on_error=on_error,
         verify=verify,
     )
+    ds.set_decode(decode)
     return StreamLoader(ds, num_workers=num_workers, pin_memory=pin_memory, prefetch_factor=prefetch_factor)
 
 
@@ -409,6 +442,7 @@ def make_eval_loader(
     world_size: int = 1,
     num_workers: int = 0,
     on_error: str = "raise",
+    decode: str = "cpu",
     verify: bool = True,
     pin_memory: bool = False,
 ) -> StreamLoader:
@@ -425,4 +459,34 @@ def make_eval_loader(
         on_error=on_error,
         verify=verify,
     )
+    ds.set_decode(decode)
     return StreamLoader(ds, num_workers=num_workers, pin_memory=pin_memory)
+
+
+def decode_frames(batch: dict, device: torch.device | str = "cuda") -> dict:
+    """Decode a ``decode="device"`` batch's ``frames_jpeg`` on ``device`` (one batched nvJPEG call on CUDA,
+    libjpeg-turbo on the CPU): returns the batch with ``frames`` uint8 [B, F, 3, H, W] on ``device``
+    (padded frames zero) in place of ``frames_jpeg``; equal to what ``decode="cpu"`` yields."""
+    import torchvision.io as tio
+
+    per_clip = batch["frames_jpeg"]
+    flat = [t for clip in per_clip for t in clip]
+    device = torch.device(device)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        if device.type == "cuda":
+            images = tio.decode_jpeg(flat, mode=tio.ImageReadMode.RGB, device=device)
+        else:
+            images = [tio.decode_jpeg(t, mode=tio.ImageReadMode.RGB) for t in flat]
+    num_frames = batch["frame_mask"].shape[1]
+    h, w = images[0].shape[-2:]
+    frames = torch.zeros((len(per_clip), num_frames, 3, h, w), dtype=torch.uint8, device=device)
+    k = 0
+    for i, clip in enumerate(per_clip):
+        n = len(clip)
+        if n:
+            frames[i, :n] = torch.stack(images[k : k + n])
+        k += n
+    out = {key: v for key, v in batch.items() if key != "frames_jpeg"}
+    out["frames"] = frames
+    return out

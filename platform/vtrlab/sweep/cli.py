@@ -1,0 +1,42 @@
+"""`vtrlab sweep SPEC`: run (or `--resume`) a sweep on the Ray at --address / RAY_ADDRESS, else locally."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+
+def sweep_command(
+    spec: Annotated[str, typer.Argument(help="sweep spec YAML, e.g. sweeps/quickstart.yaml")],
+    address: Annotated[str | None, typer.Option(help="Ray address (default: RAY_ADDRESS, else a local Ray)")] = None,
+    resume: Annotated[bool, typer.Option(help="continue the interrupted sweep of this spec")] = False,
+) -> None:
+    """Ray Tune + Optuna + ASHA over the spec's methods x benchmarks; MLflow tracks every trial."""
+    from vtrlab.sweep.driver import SweepRunner
+
+    outcome = SweepRunner(spec, address=address, resume=resume).run()
+    print_sweep_outcome(outcome)
+
+
+def print_sweep_outcome(outcome) -> None:
+    console = Console()
+    table = Table(title=f"sweep {outcome.name}: {len(outcome.trials)} trials in {outcome.wall_seconds:.0f} s")
+    for column in ("benchmark", "method", "epochs", "t2v R@1", "v2t R@1", "R@Sum", "trainable", "status"):
+        table.add_column(column, justify="left" if column in ("benchmark", "method", "status") else "right")
+    for trial in sorted(outcome.trials, key=lambda t: (t.benchmark, t.method, -t.metrics.get("t2v_R1", 0))):
+        m = trial.metrics
+        table.add_row(
+            trial.benchmark, trial.method, str(trial.epochs), f"{m.get('t2v_R1', 0):.1f}",
+            f"{m.get('v2t_R1', 0):.1f}", f"{m.get('rsum', 0):.1f}", f"{int(m.get('trainable_params', 0)):,}",
+            "stopped by ASHA" if trial.stopped_early else "finished",
+        )
+    console.print(table)
+    for reg in outcome.registrations:
+        console.print(
+            f"registry: [bold]{reg.model}[/] version {reg.version} -> [bold]{reg.alias}[/] "
+            f"({reg.objective:.2f}; previous champion {reg.previous_champion})"
+        )
+    console.print(f"MLflow: experiment {outcome.experiment}, parent run {outcome.parent_run_id}")

@@ -1,0 +1,329 @@
+"""`vtrlab sweep`: Ray Tune (Optuna search, ASHA early stopping) over methods x benchmarks, in MLflow.
+
+One Tuner per (benchmark, method): trials of a method compete under ASHA on the same benchmark, and every
+method gets its own budget. One trial is one Ray Train run (`vtrlab.train.runner`), reporting each epoch
+to Tune through `TuneReportCallback`. MLflow: an experiment per spec, a parent run per sweep, a child run
+per trial (found again by its key after a restart), and the best trial per benchmark registered.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vtrlab.errors import ConfigError
+from vtrlab.sweep.spec import SweepSpec, load_sweep_spec
+from vtrlab.tracking.runs import TAG_KIND, client, find_or_create_run, flatten_params, log_params_once
+from vtrlab.tracking.store import check_tracking_server, tracking_uri, vtrlab_home
+
+DONE_MARKER = "done.json"
+
+
+@dataclass
+class TrialOutcome:
+    benchmark: str
+    method: str
+    run_id: str
+    metrics: dict[str, float]
+    epochs: int
+    stopped_early: bool
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SweepOutcome:
+    name: str
+    parent_run_id: str
+    experiment: str
+    trials: list[TrialOutcome]
+    registrations: list[Any]
+    wall_seconds: float
+
+
+def data_url(spec: SweepSpec, benchmark: str) -> str:
+    from vtrlab.train.cli import default_data_url
+
+    return os.path.expanduser(spec.data.get(benchmark) or default_data_url(benchmark))
+
+
+def check_resources(spec: SweepSpec, source: str) -> None:
+    """Refuse a budget whose single trial cannot fit the cluster, naming the keys to change."""
+    import ray
+
+    from vtrlab.config import TrainSpec
+
+    train = TrainSpec.model_validate({"benchmark": "synthetic", "method": "zero-shot", "data": "-", **spec.train})
+    resources = ray.cluster_resources()
+    cpus = train.workers * train.cpus_per_worker + spec.budget.cpus_per_trial
+    gpus = train.workers * train.gpus_per_worker
+    if cpus > resources.get("CPU", 0):
+        raise ConfigError(
+            f"{source}: one trial needs {cpus:g} CPUs (train.workers x train.cpus_per_worker + "
+            f"budget.cpus_per_trial) but the cluster has {resources.get('CPU', 0):g}"
+        )
+    if gpus > resources.get("GPU", 0):
+        raise ConfigError(
+            f"{source}: one trial needs {gpus:g} GPUs (train.workers x train.gpus_per_worker) but the cluster "
+            f"has {resources.get('GPU', 0):g}"
+        )
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False)
+        return out.stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def _package_versions() -> dict[str, str]:
+    from importlib.metadata import version
+
+    return {name: version(name) for name in ("torch", "open_clip_torch", "ray", "mlflow", "optuna", "webdataset")}
+
+
+def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
+    """The Tune function of one trial: build its TrainSpec, find or create its MLflow run, fit a TorchTrainer."""
+    import ray.tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from vtrlab.sweep.space import trial_spec
+    from vtrlab.train.driver import log_final_artifact, run_params, run_tags
+    from vtrlab.train.runner import make_trainer
+
+    spec = SweepSpec.model_validate(context["spec"])
+    benchmark, method = context["benchmark"], context["method"]
+    train = trial_spec(spec, benchmark, method, config, context["data"])
+    trial_id = ray.tune.get_context().get_trial_id()
+    mlflow = client(context["tracking_uri"])
+    run_name = f"{method}-{benchmark}-{trial_id}"
+    run_id, _ = find_or_create_run(
+        mlflow,
+        context["experiment"],
+        key=f"{context['sweep_key']}/{benchmark}/{method}/{trial_id}",
+        run_name=run_name,
+        tags={**run_tags(train, "trial", sweep=spec.name), "trial_id": trial_id},
+        parent_run_id=context["parent_run_id"],
+    )
+    log_params_once(mlflow, run_id, run_params(train))
+    trainer = make_trainer(
+        train,
+        name=f"train-{trial_id}",
+        storage_path=context["storage_path"],
+        tracking={"uri": context["tracking_uri"], "run_id": run_id, "marker_dir": context["storage_path"]},
+        callbacks=[TuneReportCallback()],
+    )
+    result = trainer.fit()
+    log_final_artifact(mlflow, run_id, result.checkpoint)
+    mlflow.set_terminated(run_id, status="FINISHED")
+
+
+class SweepRunner:
+    """Runs (or resumes) the sweep of one spec file."""
+
+    def __init__(
+        self,
+        spec_path: str | Path,
+        address: str | None = None,
+        resume: bool = False,
+        overrides: dict[str, Any] | None = None,
+    ):
+        self.spec_path = Path(spec_path)
+        self.spec = load_sweep_spec(self.spec_path)
+        if overrides:  # e.g. the quickstart's pretrained backbone weights
+            self.spec = SweepSpec.model_validate({**self.spec.model_dump(by_alias=True), **overrides})
+        self.address = address
+        self.resume = resume
+        self.experiment = f"sweep-{self.spec.name}"
+        self.root = vtrlab_home() / "sweeps" / f"{self.spec.name}-{self.spec.fingerprint()}"
+
+    def _state(self) -> dict[str, Any]:
+        state_file = self.root / "state.json"
+        if self.resume:
+            if not state_file.is_file():
+                raise ConfigError(f"{self.spec_path}: nothing to resume (no sweep state at {self.root})")
+            return json.loads(state_file.read_text())
+        if state_file.is_file():
+            previous = self.root.with_name(f"{self.root.name}-{int(time.time())}")
+            self.root.rename(previous)  # keep the earlier sweep's Tune results, start afresh
+        self.root.mkdir(parents=True, exist_ok=True)
+        state = {"sweep_key": f"{self.spec.name}/{self.spec.fingerprint()}/{int(time.time())}"}
+        state_file.write_text(json.dumps(state))
+        return state
+
+    def run(self) -> SweepOutcome:
+        from vtrlab.cluster import connect
+
+        started = time.perf_counter()
+        uri = tracking_uri()
+        check_tracking_server(uri)
+        for benchmark in self.spec.benchmarks:
+            url = data_url(self.spec, benchmark)
+            from vtrlab.data import read_manifest
+
+            try:
+                read_manifest(url)
+            except Exception as err:
+                raise ConfigError(
+                    f"{self.spec_path}: data for {benchmark} at {url} is not readable ({err}); build it with "
+                    f"`vtrlab data build` or `vtrlab data synth`"
+                ) from None
+        state = self._state()
+        connect(self.address)
+        check_resources(self.spec, str(self.spec_path))
+        mlflow = client(uri)
+        parent_id, _ = find_or_create_run(
+            mlflow,
+            self.experiment,
+            key=state["sweep_key"],
+            run_name=f"sweep-{self.spec.name}",
+            tags={TAG_KIND: "sweep", "sweep": self.spec.name, "git_commit": _git_commit()},
+        )
+        self._log_parent(mlflow, parent_id)
+        trials: list[TrialOutcome] = []
+        for benchmark in self.spec.benchmarks:
+            for method in self.spec.methods:
+                trials.extend(self._run_pair(mlflow, uri, state, parent_id, benchmark, method))
+        registrations = self._register(mlflow, trials) if self.spec.register_best else []
+        wall = time.perf_counter() - started
+        mlflow.log_metric(parent_id, "sweep_wall_seconds", wall)
+        mlflow.set_terminated(parent_id, status="FINISHED")
+        return SweepOutcome(self.spec.name, parent_id, self.experiment, trials, registrations, wall)
+
+    def _log_parent(self, mlflow, parent_id: str) -> None:
+        from vtrlab.data import read_manifest
+
+        params = flatten_params(
+            {
+                "spec_file": str(self.spec_path),
+                "spec_fingerprint": self.spec.fingerprint(),
+                "git_commit": _git_commit(),
+                "objective": self.spec.objective.metric,
+                **{f"data_version.{b}": read_manifest(data_url(self.spec, b)).get("version", "?")
+                   for b in self.spec.benchmarks},
+                **{f"version.{k}": v for k, v in _package_versions().items()},
+            }
+        )
+        log_params_once(mlflow, parent_id, params)
+        mlflow.log_text(parent_id, self.spec_path.read_text(), f"spec/{self.spec_path.name}")
+
+    def _run_pair(self, mlflow, uri: str, state, parent_id: str, benchmark: str, method: str) -> list[TrialOutcome]:
+        from ray import tune
+        from ray.tune.schedulers import ASHAScheduler
+
+        pair_dir = self.root / f"{benchmark}__{method}"
+        done = pair_dir / DONE_MARKER
+        if done.is_file():
+            return [TrialOutcome(**t) for t in json.loads(done.read_text())]
+        plan = self.spec.methods[method]
+        objective = self.spec.objective
+        context = {
+            "spec": self.spec.model_dump(mode="json", by_alias=True),
+            "benchmark": benchmark,
+            "method": method,
+            "data": data_url(self.spec, benchmark),
+            "tracking_uri": uri,
+            "experiment": self.experiment,
+            "parent_run_id": parent_id,
+            "sweep_key": state["sweep_key"],
+            "storage_path": str(pair_dir / "train"),
+        }
+        trainable = tune.with_resources(
+            tune.with_parameters(run_trial, context=context), {"cpu": self.spec.budget.cpus_per_trial}
+        )
+        epochs = int(self.spec.methods[method].train.get("epochs", self.spec.train.get("epochs", 5)))
+        scheduler = ASHAScheduler(
+            metric=objective.metric,
+            mode=objective.mode,
+            time_attr="training_iteration",
+            max_t=max(epochs, 1),
+            grace_period=min(self.spec.budget.grace_period, max(epochs, 1)),
+            reduction_factor=self.spec.budget.reduction_factor,
+        )
+        tune_name = "tune"
+        if (pair_dir / tune_name).is_dir() and tune.Tuner.can_restore(str(pair_dir / tune_name)):
+            tuner = tune.Tuner.restore(str(pair_dir / tune_name), trainable, resume_errored=True)
+        else:
+            search_alg = self._searcher(plan) if plan.search else None
+            tuner = tune.Tuner(
+                trainable,
+                tune_config=tune.TuneConfig(
+                    search_alg=search_alg,
+                    scheduler=scheduler,
+                    num_samples=self.spec.budget.trials if plan.search else 1,
+                    max_concurrent_trials=self.spec.budget.max_concurrent,
+                ),
+                run_config=tune.RunConfig(name=tune_name, storage_path=str(pair_dir), verbose=1),
+            )
+        results = tuner.fit()
+        outcomes = []
+        for result in results:
+            if result.metrics is None or objective.metric not in result.metrics:
+                continue
+            trial_id = result.metrics.get("trial_id")
+            run = mlflow.search_runs(
+                [mlflow.get_experiment_by_name(self.experiment).experiment_id],
+                filter_string=f"tags.trial_id = '{trial_id}' and tags.`mlflow.parentRunId` = '{parent_id}'",
+                max_results=1,
+            )
+            if not run:
+                continue
+            run_id = run[0].info.run_id
+            completed = int(result.metrics.get("training_iteration", 0))
+            stopped = completed < epochs and method != "zero-shot"
+            if stopped:  # ASHA ended it: the trial actor was killed before it could close its run
+                mlflow.set_tag(run_id, "asha_stopped", f"after epoch {completed}")
+                mlflow.set_terminated(run_id, status="KILLED")
+            metrics = {k: float(v) for k, v in result.metrics.items() if isinstance(v, (int, float))}
+            outcomes.append(TrialOutcome(benchmark, method, run_id, metrics, completed, stopped, dict(result.config)))
+        pair_dir.mkdir(parents=True, exist_ok=True)
+        done.write_text(json.dumps([o.__dict__ for o in outcomes], default=str))
+        return outcomes
+
+    def _searcher(self, plan):
+        import optuna
+        from ray.tune.search.optuna import OptunaSearch
+
+        from vtrlab.sweep.space import DefineByRun
+
+        objective = self.spec.objective
+        if objective.second:
+            metric, mode = [objective.metric, objective.second], [objective.mode, "min"]
+        else:
+            metric, mode = objective.metric, objective.mode
+        if objective.sampler == "nsga2":
+            sampler = optuna.samplers.NSGAIISampler(seed=0)
+        else:
+            sampler = optuna.samplers.TPESampler(multivariate=True, seed=0, n_startup_trials=2)
+        return OptunaSearch(space=DefineByRun(plan), metric=metric, mode=mode, sampler=sampler)
+
+    def _register(self, mlflow, trials: list[TrialOutcome]) -> list:
+        from vtrlab.tracking.registry import register_adapter, registered_model_name
+
+        objective = self.spec.objective
+        sign = 1 if objective.mode == "max" else -1
+        registrations = []
+        for benchmark in self.spec.benchmarks:
+            candidates = [t for t in trials if t.benchmark == benchmark and not t.stopped_early]
+            candidates = [t for t in candidates if objective.metric in t.metrics]
+            if not candidates:
+                continue
+            best = max(candidates, key=lambda t: sign * t.metrics[objective.metric])
+            registrations.append(
+                register_adapter(
+                    mlflow,
+                    registered_model_name(benchmark, self.spec.backbone),
+                    best.run_id,
+                    best.metrics,
+                    objective.metric,
+                    objective.mode,
+                    tags={"sweep": self.spec.name, "method": best.method, "benchmark": benchmark,
+                          "backbone": self.spec.backbone},
+                )
+            )
+        return registrations

@@ -1,0 +1,61 @@
+"""Pretrain a tiny CLIP on the synthetic image-caption set, so tests and demos freeze a *pretrained* backbone.
+
+Real users start from open_clip's pretrained weights; those cannot be downloaded here, and a frozen random
+backbone would make every adapter comparison meaningless. This trains all of a tiny CLIP (e.g. `vtr-tiny`)
+contrastively on single images of coloured shapes ("a red square"), then writes an open_clip state dict as
+safetensors, which `weights=` accepts like any weights file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from rich.progress import Progress
+from safetensors.torch import save_file
+
+from vtrlab.data import make_train_loader
+from vtrlab.model.factory import create_model
+from vtrlab.train.schedule import warmup_cosine
+from vtrlab.train.step import make_optimizer, training_step
+
+
+def pretrain_backbone(
+    data: str,
+    out: str | os.PathLike,
+    backbone: str = "vtr-tiny",
+    split: str = "images",
+    epochs: int = 30,
+    batch_size: int = 64,
+    lr: float = 2e-3,
+    seed: int = 0,
+    show_progress: bool = True,
+) -> Path:
+    """Train `backbone` on `split` of the synthetic dataset at `data`; write its weights to `out`."""
+    torch.manual_seed(seed)
+    encoder = create_model("full", backbone)
+    optimizer = make_optimizer(encoder, lr={"backbone": lr}, weight_decay=0.05)
+    loader = make_train_loader(data, split, batch_size=batch_size, num_frames=1, max_words=32, seed=seed)
+    scheduler = warmup_cosine(optimizer, len(loader) * epochs, 0.05)
+    losses: list[float] = []
+    with Progress(disable=not show_progress, transient=True) as progress:
+        task = progress.add_task(f"pretraining {backbone} on {split}", total=epochs * len(loader))
+        for epoch in range(epochs):
+            loader.set_epoch(epoch)
+            for batch in loader:
+                losses.append(
+                    training_step(
+                        encoder, optimizer, batch["frames"], batch["frame_mask"], batch["tokens"], scheduler=scheduler
+                    )
+                )
+                progress.update(task, advance=1, description=f"pretraining {backbone}: loss {losses[-1]:.3f}")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous() for k, v in encoder.clip.state_dict().items()}
+    fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".tmp")
+    os.close(fd)
+    save_file(state, tmp, metadata={"backbone": backbone, "data": str(data), "final_loss": f"{losses[-1]:.4f}"})
+    os.replace(tmp, out)
+    return out
