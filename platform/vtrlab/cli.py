@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from vtrlab.errors import VtrlabError
+from vtrlab.jobs_cli import jobs_app, submit_command
 from vtrlab.model.cli import model_app
 from vtrlab.sweep.cli import sweep_command
 from vtrlab.train.cli import train_command
@@ -22,6 +23,8 @@ app = typer.Typer(
 app.add_typer(model_app, name="model")
 app.command("train")(train_command)
 app.command("sweep")(sweep_command)
+app.command("submit")(submit_command)
+app.add_typer(jobs_app, name="jobs")
 
 try:  # the data layer is optional at import time so `vtrlab model ...` works without its extras
     from vtrlab.data.cli import data_app

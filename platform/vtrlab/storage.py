@@ -140,6 +140,10 @@ class LocalStore(Store):
         self.root = Path(root).expanduser()
         self.url = url if url is not None else str(self.root)
 
+    def spec(self) -> dict:
+        # absolute, so that a Ray task running in another working directory writes to the same place
+        return {"url": str(self.root.resolve())}
+
     def _path(self, key: str) -> Path:
         key = key.strip("/")
         if any(part == ".." for part in key.split("/")):

@@ -84,9 +84,19 @@ def _decode(s: RawSample, num_frames: int, rng: np.random.Generator | None, on_e
         return None
 
 
+def _new_frames(shape: tuple[int, ...]) -> torch.Tensor:
+    """A zeroed uint8 tensor; inside a DataLoader worker allocated in shared memory right away, so that
+    handing the batch to the main process does not copy it again (as torch's default_collate does)."""
+    if get_worker_info() is None:
+        return torch.zeros(shape, dtype=torch.uint8)
+    numel = math.prod(shape)
+    storage = torch.UntypedStorage._new_shared(numel)
+    return torch.empty(0, dtype=torch.uint8).set_(storage, 0, shape).zero_()
+
+
 def _frames_batch(samples: list[RawSample], arrays: list[torch.Tensor], num_frames: int):
     h, w = arrays[0].shape[-2:]
-    out = torch.zeros((len(samples), num_frames, 3, h, w), dtype=torch.uint8)
+    out = _new_frames((len(samples), num_frames, 3, h, w))
     mask = torch.zeros((len(samples), num_frames), dtype=torch.bool)
     for i, a in enumerate(arrays):
         if tuple(a.shape[-2:]) != (h, w):
@@ -146,9 +156,10 @@ class _DatasetBase(IterableDataset):
     decode = "cpu"
 
     def set_decode(self, decode: str) -> None:
-        """``cpu`` (default): batches carry decoded ``frames``. ``device``: batches carry ``frames_jpeg``
-        (per clip, the sampled frames' JPEG bytes as uint8 tensors) instead, for :func:`decode_frames` to
-        decode on the training device (nvJPEG on CUDA). Needs JPEG shards."""
+        """``cpu`` (default): batches carry decoded ``frames``. ``device``: batches carry, instead, the
+        sampled frames' JPEG bytes, ``frames_jpeg`` (uint8 [total bytes], concatenated in clip-major,
+        frame-minor order) and ``frames_jpeg_sizes`` (int64 [B, F], 0 for padding), for
+        :func:`decode_frames` to decode on the training device (nvJPEG on CUDA). Needs JPEG shards."""
         if decode not in DECODE_MODES:
             raise ConfigError(f"decode {decode!r}: expected one of {', '.join(DECODE_MODES)}")
         fmt = self.manifest.get("options", {}).get("frame_format")
@@ -158,16 +169,21 @@ class _DatasetBase(IterableDataset):
 
     def _frames_of(self, s: RawSample, rng: np.random.Generator | None):
         if self.decode == "device":
-            idx = frame_indices(s.num_frames, self.num_frames, rng)
-            return [torch.frombuffer(bytearray(s.frames[i]), dtype=torch.uint8) for i in idx]
+            return [s.frames[i] for i in frame_indices(s.num_frames, self.num_frames, rng)]
         return _decode(s, self.num_frames, rng, self.on_error)
 
     def _frames_entries(self, samples: list[RawSample], arrays: list) -> dict:
         if self.decode == "device":
-            mask = torch.zeros((len(samples), self.num_frames), dtype=torch.bool)
+            # two tensors per batch (not one per frame): cheap to pass from DataLoader workers
+            sizes = torch.zeros((len(samples), self.num_frames), dtype=torch.long)
             for i, a in enumerate(arrays):
-                mask[i, : len(a)] = True
-            return {"frames_jpeg": arrays, "frame_mask": mask}
+                sizes[i, : len(a)] = torch.tensor([len(x) for x in a], dtype=torch.long)
+            data = bytearray(b"".join(x for a in arrays for x in a))
+            return {
+                "frames_jpeg": torch.frombuffer(data, dtype=torch.uint8) if data else torch.empty(0, dtype=torch.uint8),
+                "frames_jpeg_sizes": sizes,
+                "frame_mask": sizes > 0,
+            }
         frames, mask = _frames_batch(samples, arrays, self.num_frames)
         return {"frames": frames, "frame_mask": mask}
 
@@ -464,13 +480,13 @@ def make_eval_loader(
 
 
 def decode_frames(batch: dict, device: torch.device | str = "cuda") -> dict:
-    """Decode a ``decode="device"`` batch's ``frames_jpeg`` on ``device`` (one batched nvJPEG call on CUDA,
-    libjpeg-turbo on the CPU): returns the batch with ``frames`` uint8 [B, F, 3, H, W] on ``device``
-    (padded frames zero) in place of ``frames_jpeg``; equal to what ``decode="cpu"`` yields."""
+    """Decode a ``decode="device"`` batch on ``device`` (one batched nvJPEG call on CUDA, libjpeg-turbo on
+    the CPU): returns the batch with ``frames`` uint8 [B, F, 3, H, W] on ``device`` (padded frames zero) in
+    place of ``frames_jpeg`` / ``frames_jpeg_sizes``; equal to what ``decode="cpu"`` yields."""
     import torchvision.io as tio
 
-    per_clip = batch["frames_jpeg"]
-    flat = [t for clip in per_clip for t in clip]
+    sizes = batch["frames_jpeg_sizes"]
+    flat = list(torch.split(batch["frames_jpeg"], sizes[sizes > 0].tolist()))
     device = torch.device(device)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -478,15 +494,10 @@ def decode_frames(batch: dict, device: torch.device | str = "cuda") -> dict:
             images = tio.decode_jpeg(flat, mode=tio.ImageReadMode.RGB, device=device)
         else:
             images = [tio.decode_jpeg(t, mode=tio.ImageReadMode.RGB) for t in flat]
-    num_frames = batch["frame_mask"].shape[1]
+    b, f = sizes.shape
     h, w = images[0].shape[-2:]
-    frames = torch.zeros((len(per_clip), num_frames, 3, h, w), dtype=torch.uint8, device=device)
-    k = 0
-    for i, clip in enumerate(per_clip):
-        n = len(clip)
-        if n:
-            frames[i, :n] = torch.stack(images[k : k + n])
-        k += n
-    out = {key: v for key, v in batch.items() if key != "frames_jpeg"}
+    frames = torch.zeros((b, f, 3, h, w), dtype=torch.uint8, device=device)
+    frames[(sizes > 0).to(device)] = torch.stack(images)
+    out = {k: v for k, v in batch.items() if k not in ("frames_jpeg", "frames_jpeg_sizes")}
     out["frames"] = frames
     return out

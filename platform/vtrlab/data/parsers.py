@@ -356,7 +356,7 @@ class VideoIndex:
     """The video files under a folder, looked up by file name or stem (walks the folder once)."""
 
     def __init__(self, root: str | os.PathLike):
-        self.root = Path(root)
+        self.root = Path(root).expanduser().resolve()  # absolute: Ray workers may run in another cwd
         if not self.root.is_dir():
             raise DataError(f"{self.root}: videos folder not found")
         self.by_rel: dict[str, str] = {}
