@@ -62,12 +62,8 @@ def s3_endpoint():
     port = _free_port()
     endpoint = f"http://127.0.0.1:{port}"
     log = subprocess.DEVNULL
-    proc = subprocess.Popen(
-        [str(exe), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT
-    )
-    saved = {
-        k: os.environ.get(k) for k in [*_AWS_ENV, "AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_ENDPOINT_URL_S3"]
-    }
+    proc = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT)
+    saved = {k: os.environ.get(k) for k in [*_AWS_ENV, "AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_ENDPOINT_URL_S3"]}
     try:
         deadline = time.time() + 30
         while True:
@@ -252,8 +248,7 @@ def _lsmdc(root: Path) -> dict:
 
     def rows(cs):
         return "".join(
-            f"{c}\t00.00.01.000\t00.00.03.000\t00.00.01.000\t00.00.03.000\tSOMEONE does thing {c[-9:]}.\n"
-            for c in cs
+            f"{c}\t00.00.01.000\t00.00.03.000\t00.00.01.000\t00.00.03.000\tSOMEONE does thing {c[-9:]}.\n" for c in cs
         )
 
     (ann / "LSMDC16_annos_training.csv").write_text(rows(clips[:3]))

@@ -228,3 +228,22 @@ def test_deferred_decode_equals_cpu_decode(tmp_path, benchmark_fixtures, synth_s
     assert decode_frames(b, "cpu")["frames"].shape == (2, 8, 3, 32, 32)
     with pytest.raises(ConfigError, match="needs JPEG"):
         make_eval_loader(synth_small, "test", decode="device", **kw)
+
+
+def test_truncated_shard_on_s3_names_its_url(synth_small, s3_bucket):
+    from vtrlab import storage
+
+    src, dst = storage.open_store(synth_small), storage.open_store(f"{s3_bucket}/syn")
+    for key in [*src.list("test"), "manifest.json"]:
+        data = src.read_bytes(key)
+        dst.write_bytes(key, data[: len(data) // 2] if key.endswith(".tar") else data)
+    with pytest.raises(DataError, match=rf"{s3_bucket}/syn/test/shard-000000\.tar"):
+        list(make_eval_loader(dst.url, "test", batch_size=8, num_frames=2, max_words=8))
+
+
+def test_file_urls_and_home_paths(synth_small, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    shutil.copytree(synth_small, tmp_path / "syn")
+    for url in (f"file://{synth_small}", "~/syn"):
+        n = sum(len(b["video_id"]) for b in make_eval_loader(url, "test", batch_size=16, num_frames=2, max_words=8))
+        assert n == 64

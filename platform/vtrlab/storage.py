@@ -41,6 +41,7 @@ __all__ = [
     "S3Store",
     "Store",
     "join_url",
+    "normalize_url",
     "open_store",
     "open_url",
     "read_url_bytes",
@@ -61,6 +62,15 @@ def join_url(base: str, *parts: str) -> str:
     return out
 
 
+def normalize_url(url: str) -> str:
+    """``url`` with a local path made absolute and ``~`` expanded (``file://`` becomes a plain path);
+    ``s3://`` URLs unchanged. Shard URLs built from it open anywhere (webdataset, another cwd)."""
+    scheme, _, rest = split_url(url)
+    if scheme == "s3":
+        return url
+    return str(Path(rest).expanduser().resolve())
+
+
 def split_url(url: str) -> tuple[str, str, str]:
     """(scheme, bucket, prefix) of a store URL: ``("s3", bucket, prefix)`` or ``("file", "", path)``."""
     if not url:
@@ -74,9 +84,7 @@ def split_url(url: str) -> tuple[str, str, str]:
         return "file", "", unquote(pr.path)
     if pr.scheme == "" or (len(pr.scheme) == 1 and os.name == "nt"):
         return "file", "", url
-    raise StorageError(
-        f"{url}: unsupported URL scheme {pr.scheme!r}: expected a local path, file:// or s3://"
-    )
+    raise StorageError(f"{url}: unsupported URL scheme {pr.scheme!r}: expected a local path, file:// or s3://")
 
 
 class Store:

@@ -11,10 +11,11 @@ Imports nothing of Ray (the Ray build executor imports it lazily), MLflow or the
     make_train_loader(url, split, *, batch_size, num_frames, max_words, num_workers=0, rank=0,
                       world_size=1, seed=0, epoch_batches=None, ...)
     make_eval_loader(url, split, *, batch_size, num_frames, max_words, rank=0, world_size=1, ...)
+    decode_frames(batch, device)   # for loaders made with decode="device"
 """
 
 from vtrlab.data.card import CARD_NAMES, DatasetCard, load_card
-from vtrlab.data.loader import frame_indices, make_eval_loader, make_train_loader
+from vtrlab.data.loader import decode_frames, frame_indices, make_eval_loader, make_train_loader
 from vtrlab.data.parsers import VideoItem, parse_annotations
 from vtrlab.data.shards import read_manifest
 
@@ -23,6 +24,7 @@ __all__ = [
     "DatasetCard",
     "VideoItem",
     "build",
+    "decode_frames",
     "frame_indices",
     "load_card",
     "make_eval_loader",

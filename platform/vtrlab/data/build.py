@@ -66,6 +66,7 @@ def _decode_records(tasks: list[dict], opts: dict) -> Iterator[ClipRecord | Skip
                 fps=opts["fps"],
                 start=t["start"],
                 end=t["end"],
+                threads=opts.get("decode_threads", 0),
             )
         except DataError as exc:
             yield Skip(t["video_id"], str(exc))
@@ -124,7 +125,8 @@ def run_tasks(
         raise ConfigError(f"executor {executor!r}: expected 'ray' or 'local'")
     ray = _ensure_ray(num_cpus)
     remote = ray.remote(num_cpus=1, max_retries=2)(build_shard_task)
-    store_ref, opts_ref = ray.put(store_spec), ray.put(opts)
+    # one decoder thread per task: a task holds one CPU, and many run side by side
+    store_ref, opts_ref = ray.put(store_spec), ray.put({**opts, "decode_threads": 1})
     refs = [remote.remote(store_ref, s, opts_ref) for s in shards]
     index = {r: i for i, r in enumerate(refs)}
     results: list[dict | None] = [None] * len(refs)

@@ -32,6 +32,11 @@ the manifest order). With DataLoader workers each worker takes a contiguous sub-
 interleaves their batches: still deterministic, and each batch's ``video_id`` says what it holds. A rank
 may get no video (more ranks than videos): it yields no batch.
 
+Decoding: ``decode="cpu"`` (default) decodes the sampled JPEG/PNG frames in the loader (DataLoader
+workers build each batch directly in shared memory). ``decode="device"`` hands the sampled frames' JPEG
+bytes on instead (``frames_jpeg`` + ``frames_jpeg_sizes``, no ``frames``), and the training step calls
+:func:`decode_frames` to decode them on the GPU (nvJPEG); see docs/performance.md, "Data loading".
+
 Broken shards: a truncated or corrupt shard (or one whose sha256 differs from the manifest's, checked
 once a shard has been read to its end) raises :class:`~vtrlab.errors.DataError` naming its URL
 (``on_error="raise"``, default) or is reported with a RuntimeWarning and skipped (``on_error="skip"``).
@@ -144,6 +149,7 @@ class _DatasetBase(IterableDataset):
             )
         if on_error not in ("raise", "skip"):
             raise ConfigError(f"on_error {on_error!r}: expected 'raise' or 'skip'")
+        url = storage.normalize_url(url)
         self.url, self.split = url, split
         self.manifest = read_manifest(url)
         self.info = manifest_split(self.manifest, split, url)

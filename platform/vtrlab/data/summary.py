@@ -16,6 +16,7 @@ from vtrlab.data.shards import iter_shard, read_manifest
 def summary(url: str) -> dict:
     """Per split: protocol, samples, videos, captions, skipped (count), skipped_videos (id + reason),
     shards, bytes, bytes_per_clip and the expected counts; plus name, version and options."""
+    url = storage.normalize_url(url)
     man = read_manifest(url)
     splits = {}
     for name, s in man["splits"].items():
@@ -46,6 +47,7 @@ def contact_sheet(
 ) -> Image.Image:
     """A PNG-able image: for each split (or just ``split``), the first few samples' frames in a row,
     with the video id and first caption underneath."""
+    url = storage.normalize_url(url)
     man = read_manifest(url)
     splits = [split] if split else list(man["splits"])
     rows: list[tuple[str, list[np.ndarray], str]] = []

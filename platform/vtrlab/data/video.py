@@ -39,8 +39,11 @@ def decode_video(
     fps: float = 1.0,
     start: float | None = None,
     end: float | None = None,
+    threads: int = 0,
 ) -> np.ndarray:
-    """Frames uint8 [T, size, size, 3] (RGB), 1 <= T <= max_frames. Raises DataError if undecodable."""
+    """Frames uint8 [T, size, size, 3] (RGB), 1 <= T <= max_frames. Raises DataError if undecodable.
+
+    ``threads``: decoder threads (0 = FFmpeg's choice; the build's Ray tasks use 1, one task per core)."""
     import av
 
     path = str(path)
@@ -55,6 +58,8 @@ def decode_video(
             raise DataError(f"{path}: no video stream")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        if threads:
+            stream.thread_count = threads
         tb = stream.time_base
         step = 1.0 / fps
         next_t = start

@@ -22,7 +22,7 @@ def sweep_command(
 
 
 def print_sweep_outcome(outcome) -> None:
-    console = Console()
+    console = Console(width=max(Console().width, 120))
     table = Table(title=f"sweep {outcome.name}: {len(outcome.trials)} trials in {outcome.wall_seconds:.0f} s")
     for column in ("benchmark", "method", "epochs", "t2v R@1", "v2t R@1", "R@Sum", "trainable", "status"):
         table.add_column(column, justify="left" if column in ("benchmark", "method", "status") else "right")

@@ -241,7 +241,7 @@ class SweepRunner:
             metric=objective.metric,
             mode=objective.mode,
             time_attr="training_iteration",
-            max_t=max(epochs, 1),
+            max_t=epochs + 1,  # ASHA stops trials that reach max_t: let finished trials end on their own
             grace_period=min(self.spec.budget.grace_period, max(epochs, 1)),
             reduction_factor=self.spec.budget.reduction_factor,
         )
@@ -279,11 +279,26 @@ class SweepRunner:
             if stopped:  # ASHA ended it: the trial actor was killed before it could close its run
                 mlflow.set_tag(run_id, "asha_stopped", f"after epoch {completed}")
                 mlflow.set_terminated(run_id, status="KILLED")
+            else:
+                self._finalise_run(mlflow, run_id, result.metrics.get("checkpoint_path"))
             metrics = {k: float(v) for k, v in result.metrics.items() if isinstance(v, (int, float))}
             outcomes.append(TrialOutcome(benchmark, method, run_id, metrics, completed, stopped, dict(result.config)))
         pair_dir.mkdir(parents=True, exist_ok=True)
         done.write_text(json.dumps([o.__dict__ for o in outcomes], default=str))
         return outcomes
+
+    @staticmethod
+    def _finalise_run(mlflow, run_id: str, checkpoint_path: str | None) -> None:
+        """Close a trial's run whose trial actor ended before it could (log the adapter once, FINISHED)."""
+        if mlflow.get_run(run_id).info.status == "FINISHED":
+            return
+        if checkpoint_path and not mlflow.list_artifacts(run_id, "adapter"):
+            from ray.train import Checkpoint
+
+            from vtrlab.train.driver import log_final_artifact
+
+            log_final_artifact(mlflow, run_id, Checkpoint(checkpoint_path))
+        mlflow.set_terminated(run_id, status="FINISHED")
 
     def _searcher(self, plan):
         import optuna

@@ -32,8 +32,8 @@ def run_params(spec: TrainSpec) -> dict[str, str]:
 
 def log_final_artifact(mlflow, run_id: str, checkpoint) -> None:
     """Log the last checkpoint's adapter (config + safetensors, not the optimizer) as `adapter/`."""
-    if checkpoint is None:
-        return
+    if checkpoint is None or mlflow.list_artifacts(run_id, "adapter"):
+        return  # nothing to log, or logged already (the adapter is logged once per run)
     from vtrlab.model.artifacts import CONFIG_NAME, WEIGHTS_NAME
 
     with checkpoint.as_directory() as directory, tempfile.TemporaryDirectory() as staging:
