@@ -10,6 +10,7 @@ worker there is nothing to detect. The child is stopped when this process exits.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
 import signal
@@ -22,46 +23,81 @@ from pathlib import Path
 
 from vtrlab.errors import ConfigError
 
-_LOCAL: subprocess.Popen | None = None
-
-
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
-def start_local_ray(num_cpus: int | None = None, timeout: float = 90.0) -> str:
-    """Start a private single-node Ray (with dashboard) and return its GCS address."""
-    global _LOCAL
-    port, dashboard_port = _free_port(), _free_port()
-    address = f"127.0.0.1:{port}"
-    temp_dir = tempfile.mkdtemp(prefix="vtrlab-ray-", dir="/tmp")  # short: Ray's socket paths are length-limited
-    env = {**os.environ, "RAY_ADDRESS": address, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled")}
-    ray_bin = shutil.which("ray", path=str(Path(sys.executable).parent)) or "ray"
-    command = [
-        ray_bin, "start", "--head", "--block", f"--port={port}", "--node-ip-address=127.0.0.1",
-        "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}",
-        f"--temp-dir={temp_dir}", "--disable-usage-stats",
-    ]
-    if num_cpus is not None:
-        command.append(f"--num-cpus={num_cpus}")
-    log = open(Path(temp_dir) / "ray-start.log", "wb")  # noqa: SIM115 (kept open for the child's lifetime)
-    _LOCAL = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    atexit.register(stop_local_ray)
-    os.environ["RAY_ADDRESS"] = address
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if _LOCAL.poll() is not None:
-            raise ConfigError(f"local Ray failed to start; see {log.name}")
+class LocalRay:
+    """A private single-node Ray (`ray start --head --block` with the dashboard) on loopback ports.
+
+    Used by `connect()` when no cluster is given, and by the tests as "a Ray head started by the test".
+    `stop()` ends exactly this Ray (its process group), never another one on the machine.
+    """
+
+    def __init__(self, num_cpus: int | None = None, env: dict[str, str] | None = None):
+        self.port, self.dashboard_port = _free_port(), _free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.dashboard_url = f"http://127.0.0.1:{self.dashboard_port}"
+        self.num_cpus = num_cpus
+        self.extra_env = env or {}
+        self.temp_dir = tempfile.mkdtemp(prefix="vtrlab-ray-", dir="/tmp")  # short: socket paths are limited
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 90.0) -> LocalRay:
+        env = {
+            **os.environ,
+            **self.extra_env,
+            "RAY_ADDRESS": self.address,
+            "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled"),
+        }
+        ray_bin = shutil.which("ray", path=str(Path(sys.executable).parent)) or "ray"
+        command = [
+            ray_bin, "start", "--head", "--block", f"--port={self.port}", "--node-ip-address=127.0.0.1",
+            "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard_port}",
+            f"--temp-dir={self.temp_dir}", "--disable-usage-stats",
+        ]  # fmt: skip
+        if self.num_cpus is not None:
+            command.append(f"--num-cpus={self.num_cpus}")
+        self.log_path = Path(self.temp_dir) / "ray-start.log"
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise ConfigError(f"local Ray failed to start; see {self.log_path}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.dashboard_port), timeout=1):
+                    return self
+            except OSError:
+                time.sleep(0.5)
+        self.stop()
+        raise ConfigError(f"local Ray did not come up within {timeout:.0f} s; see {self.log_path}")
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
         try:
-            with socket.create_connection(("127.0.0.1", dashboard_port), timeout=1):
-                return address
-        except OSError:
-            time.sleep(0.5)
-    stop_local_ray()
-    raise ConfigError(f"local Ray did not come up within {timeout:.0f} s; see {log.name}")
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=30)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+        self.process = None
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+_LOCAL: LocalRay | None = None
+
+
+def start_local_ray(num_cpus: int | None = None) -> str:
+    """Start this process's private local Ray; RAY_ADDRESS points at it until it stops (at exit)."""
+    global _LOCAL
+    _LOCAL = LocalRay(num_cpus).start()
+    atexit.register(stop_local_ray)
+    os.environ["RAY_ADDRESS"] = _LOCAL.address
+    return _LOCAL.address
 
 
 def stop_local_ray() -> None:
@@ -73,17 +109,22 @@ def stop_local_ray() -> None:
 
     if ray.is_initialized():
         ray.shutdown()
-    try:
-        os.killpg(_LOCAL.pid, signal.SIGTERM)
-        _LOCAL.wait(timeout=30)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        try:
-            os.killpg(_LOCAL.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    if os.environ.get("RAY_ADDRESS") == _LOCAL.address:
+        os.environ.pop("RAY_ADDRESS")
+    _LOCAL.stop()
     _LOCAL = None
-    if os.environ.get("RAY_ADDRESS", "").startswith("127.0.0.1:"):
-        os.environ.pop("RAY_ADDRESS", None)
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast, naming the address, when nothing listens at host:port (ray.init would retry for minutes)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not port.isdigit():
+        return
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
+            pass
+    except OSError as err:
+        raise ConfigError(f"Ray at {address} is not reachable ({err.strerror or err}); is the cluster up?") from None
 
 
 def connect(address: str | None = None, num_cpus: int | None = None) -> str:
@@ -98,6 +139,8 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> str:
     if not address:
         address = start_local_ray(num_cpus)
         description = f"local Ray at {address} (started here, stopped on exit)"
+    else:
+        _check_reachable(address)
     try:
         ray.init(address=address, logging_level="WARNING")
     except (ConnectionError, TimeoutError, RuntimeError, ValueError) as err:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from vtrlab.errors import ConfigError
@@ -10,7 +12,6 @@ from vtrlab.errors import ConfigError
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FORWARDED_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION",
                  "VTRLAB_HOME")
-EXCLUDES = [".venv", ".git", "**/__pycache__", ".pytest_cache", ".ruff_cache", "*.egg-info", "out"]
 
 
 def job_client(address: str | None):
@@ -27,25 +28,34 @@ def job_client(address: str | None):
         raise ConfigError(f"cannot reach the Ray dashboard at {address}: {err}") from None
 
 
+def stage_job_dir(spec_path: Path, staging: Path) -> str:
+    """Lay out the job's working directory: the vtrlab package (source root `platform/`), the job
+    entrypoint and the spec; returns the spec's path inside it. Nothing else of the checkout travels."""
+    package = Path(__file__).resolve().parent
+    shutil.copytree(package, staging / "platform" / "vtrlab", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    (staging / "jobs").mkdir()
+    shutil.copy(REPO_ROOT / "jobs" / "sweep.py", staging / "jobs" / "sweep.py")
+    (staging / "sweeps").mkdir()
+    shutil.copy(spec_path, staging / "sweeps" / spec_path.name)
+    return f"sweeps/{spec_path.name}"
+
+
 def submit_sweep(spec: str, address: str | None, resume: bool = False, extra_pip: list[str] | None = None) -> str:
-    """Submit `vtrlab sweep SPEC` as a Ray Job: the repository is the working directory, the package goes in
-    with it (its source root on PYTHONPATH), and the tracking/storage environment is forwarded."""
-    spec_path = Path(spec).resolve()
-    if not spec_path.is_file():
-        raise ConfigError(f"{spec}: no such sweep spec")
+    """Submit `vtrlab sweep SPEC` as a Ray Job and return its id. The working directory carries the package
+    and the spec (the cluster's Python needs vtrlab's dependencies: ray_cluster.yaml installs them), and
+    the tracking/storage environment (MLFLOW_*, AWS_*) is forwarded to the job."""
     from vtrlab.sweep.spec import load_sweep_spec
 
-    load_sweep_spec(spec_path)  # fail here, not on the cluster
-    try:
-        relative = spec_path.relative_to(REPO_ROOT)
-    except ValueError:
-        raise ConfigError(f"{spec}: the spec must live inside the repository ({REPO_ROOT}) to travel with it") from None
+    spec_path = Path(spec).resolve()
+    load_sweep_spec(spec_path)  # fail here, naming the file and key, not on the cluster
     env = {name: os.environ[name] for name in FORWARDED_ENV if os.environ.get(name)}
     env["PYTHONPATH"] = "platform"
     env["RAY_AUTH_MODE"] = os.environ.get("RAY_AUTH_MODE", "disabled")
-    runtime_env = {"working_dir": str(REPO_ROOT), "excludes": EXCLUDES, "env_vars": env}
-    if extra_pip:
-        runtime_env["pip"] = extra_pip
     client = job_client(address)
-    entrypoint = f"python jobs/sweep.py {relative}" + (" --resume" if resume else "")
-    return client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env, metadata={"vtrlab.spec": str(relative)})
+    with tempfile.TemporaryDirectory(prefix="vtrlab-job-") as staging:
+        relative = stage_job_dir(spec_path, Path(staging))
+        runtime_env = {"working_dir": staging, "env_vars": env}
+        if extra_pip:
+            runtime_env["pip"] = extra_pip
+        entrypoint = f"python jobs/sweep.py {relative}" + (" --resume" if resume else "")
+        return client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env, metadata={"vtrlab.spec": spec_path.name})

@@ -189,7 +189,11 @@ class SweepRunner:
         for benchmark in self.spec.benchmarks:
             for method in self.spec.methods:
                 trials.extend(self._run_pair(mlflow, uri, state, parent_id, benchmark, method))
-        registrations = self._register(mlflow, trials) if self.spec.register_best else []
+        registrations = []
+        if self.spec.register_best and not state.get("registered"):  # a resumed sweep registers once
+            registrations = self._register(mlflow, trials)
+            state["registered"] = True
+            (self.root / "state.json").write_text(json.dumps(state))
         wall = time.perf_counter() - started
         mlflow.log_metric(parent_id, "sweep_wall_seconds", wall)
         mlflow.set_terminated(parent_id, status="FINISHED")

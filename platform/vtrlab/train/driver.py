@@ -59,7 +59,10 @@ def train(spec: TrainSpec, experiment: str = "vtrlab-train", address: str | None
     run_id, _ = find_or_create_run(mlflow, experiment, key=name, run_name=name, tags=run_tags(spec, "train"))
     log_params_once(mlflow, run_id, run_params(spec))
     trainer = make_trainer(
-        spec, name=name, storage_path=str(vtrlab_home() / "ray_results"), tracking={"uri": uri, "run_id": run_id}
+        spec,
+        name=name,
+        storage_path=str(vtrlab_home() / "ray_results"),
+        tracking={"uri": uri, "run_id": run_id, "marker_dir": str(vtrlab_home() / "ray_results" / name)},
     )
     try:
         result = trainer.fit()
