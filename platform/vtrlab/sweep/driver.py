@@ -96,6 +96,7 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
     from vtrlab.train.driver import log_final_artifact, run_params, run_tags
     from vtrlab.train.runner import make_trainer
 
+    started_at = time.time()
     spec = SweepSpec.model_validate(context["spec"])
     benchmark, method = context["benchmark"], context["method"]
     train = trial_spec(spec, benchmark, method, config, context["data"])
@@ -115,7 +116,12 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
         train,
         name=f"train-{trial_id}",
         storage_path=context["storage_path"],
-        tracking={"uri": context["tracking_uri"], "run_id": run_id, "marker_dir": context["storage_path"]},
+        tracking={
+            "uri": context["tracking_uri"],
+            "run_id": run_id,
+            "marker_dir": context["storage_path"],
+            "started_at": started_at,
+        },
         callbacks=[TuneReportCallback()],
     )
     result = trainer.fit()

@@ -31,7 +31,7 @@ from pydantic import Field, model_validator
 from vtrlab.config import StrictModel, TrainSpec, load_yaml, validate_model
 from vtrlab.errors import ConfigError
 
-OBJECTIVE_METRICS = ("t2v_R1", "v2t_R1", "rsum", "t2v_rsum", "v2t_rsum", "t2v_R5", "t2v_R10")
+OBJECTIVE_METRICS = ("t2v_R1", "v2t_R1", "rsum", "t2v_rsum", "v2t_rsum", "t2v_R5", "t2v_R10", "t2v_MnR", "v2t_MnR")
 TRAIN_FIELDS = set(TrainSpec.model_fields) - {"benchmark", "method", "knobs", "data"}
 
 

@@ -79,6 +79,7 @@ def train_loop(config: dict[str, Any]) -> None:
             start_epoch = load_training_state(directory, encoder, optimizer, scheduler) + 1
 
     logger = _MlflowEpochLogger(tracking) if rank == 0 and tracking.get("run_id") else None
+    first_step_at: float | None = None
     for epoch in range(start_epoch, epochs):
         train_loader.set_epoch(epoch)
         losses, clips, started = [], 0, time.perf_counter()
@@ -98,6 +99,8 @@ def train_loop(config: dict[str, Any]) -> None:
                     )
                 )
                 clips += len(batch["frames"])
+                if first_step_at is None:
+                    first_step_at = time.time()
         train_seconds = time.perf_counter() - started
         metrics: dict[str, float] = dict(evaluate(encoder, eval_loader, device))
         metrics.update(
@@ -109,6 +112,9 @@ def train_loop(config: dict[str, Any]) -> None:
                 "trainable_pct": counts.trainable_pct,
             }
         )
+        if first_step_at is not None and tracking.get("started_at") and epoch == start_epoch:
+            # per-trial overhead: from the trial's start (driver side) to the end of its first training step
+            metrics["startup_seconds"] = first_step_at - float(tracking["started_at"])
         if logger is not None:
             logger.log(epoch, metrics)
         with tempfile.TemporaryDirectory() as directory:
