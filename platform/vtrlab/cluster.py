@@ -51,6 +51,8 @@ class LocalRay:
             **self.extra_env,
             "RAY_ADDRESS": self.address,
             "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled"),
+            # job entrypoints (`python jobs/sweep.py`) run with this Python, the one that has vtrlab's deps
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
         }
         ray_bin = shutil.which("ray", path=str(Path(sys.executable).parent)) or "ray"
         command = [

@@ -125,8 +125,9 @@ class VideoTextDualEncoder(nn.Module):
             shape = tuple(frame_mask.shape) if isinstance(frame_mask, torch.Tensor) else frame_mask
             raise InputError(f"frame_mask must be [B, F] = {tuple(frames.shape[:2])}; got {shape}")
         frame_mask = frame_mask.to(device=frames.device, dtype=torch.bool)
-        empty = (~frame_mask.any(dim=1)).nonzero().flatten().tolist()
-        if empty:
+        has_frames = frame_mask.any(dim=1)
+        if not bool(has_frames.all()):  # one host sync; the positions are only looked up on error
+            empty = (~has_frames).nonzero().flatten().tolist()
             raise InputError(f"videos at batch positions {empty} have no valid frame in frame_mask")
         return frame_mask
 

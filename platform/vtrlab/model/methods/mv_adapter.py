@@ -110,12 +110,12 @@ class MvVideoAdapter(AdapterModule):
             weights = frame_mask.to(cls.dtype).unsqueeze(-1)
             global_ctx = (cls * weights).sum(1) / weights.sum(1)
             return global_ctx, cls if not self.use_calibration else cls + patch_mean
+        table = self.positional_embedding  # rows: [CC, CLS_1..CLS_max_frames, patchmean_1..patchmean_max_frames]
         positions = torch.cat(
-            [torch.zeros(1, dtype=torch.long), torch.arange(1, frames + 1), torch.arange(1, frames + 1)]
-        )
-        positions[frames + 1 :] += self.max_frames
+            [table[:1], table[1 : frames + 1], table[1 + self.max_frames : 1 + self.max_frames + frames]]
+        )  # slicing, not indexing with a host tensor: no host-to-device copy (or sync) per block
         sequence = torch.cat([self.class_of_classes.expand(batch, 1, -1).to(cls.dtype), cls, patch_mean], 1)
-        sequence = self.ln(sequence + self.positional_embedding[positions.to(cls.device)].to(cls.dtype))
+        sequence = self.ln(sequence + positions.to(cls.dtype))
         padding = torch.cat([frame_mask.new_zeros(batch, 1), ~frame_mask, ~frame_mask], dim=1)
         out = self.act(self.trm(sequence, key_padding_mask=padding))
         return out[:, 0], out[:, 1 : frames + 1] + out[:, frames + 1 :]

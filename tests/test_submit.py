@@ -1,0 +1,74 @@
+"""`vtrlab submit` to a Ray head started by the test (`ray start --head` on 127.0.0.1), then `vtrlab jobs`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from vtrlab.cluster import LocalRay
+
+pytestmark = pytest.mark.slow
+
+
+def vtrlab(args: list[str], env: dict[str, str], timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "vtrlab.cli", *args], env=env, capture_output=True, text=True, timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def head():
+    ray = LocalRay(num_cpus=2).start()
+    yield ray
+    ray.stop()
+
+
+def test_submit_runs_the_sweep_as_a_ray_job(head, synth_small, tmp_path):
+    spec = {
+        "name": "submitted",
+        "benchmarks": ["synthetic"],
+        "data": {"synthetic": synth_small},
+        "train": {"eval_batch_size": 64},
+        "methods": {"zero-shot": {}},
+        "register_best": True,
+    }
+    spec_path = tmp_path / "submitted.yaml"
+    spec_path.write_text(yaml.safe_dump(spec))
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking, "VTRLAB_HOME": str(tmp_path / "home")}
+    env.pop("RAY_ADDRESS", None)
+
+    submitted = vtrlab(["submit", str(spec_path), "--address", head.dashboard_url], env)
+    assert submitted.returncode == 0, submitted.stderr[-3000:]
+    job_id = submitted.stdout.strip().splitlines()[-1]
+    assert job_id
+
+    deadline = time.monotonic() + 600
+    status = ""
+    while time.monotonic() < deadline:
+        status = vtrlab(["jobs", "status", job_id, "--address", head.dashboard_url], env).stdout.strip()
+        if status in ("SUCCEEDED", "FAILED", "STOPPED"):
+            break
+        time.sleep(3)
+    logs = vtrlab(["jobs", "logs", job_id, "--address", head.dashboard_url], env).stdout
+    assert status == "SUCCEEDED", logs[-4000:]
+    assert "sweep submitted" in logs and "champion" in logs
+
+    mlflow = MlflowClient(tracking)
+    experiment = mlflow.get_experiment_by_name("sweep-submitted")
+    assert experiment is not None and mlflow.search_runs([experiment.experiment_id])
+    assert vtrlab(["jobs", "stop", job_id, "--address", head.dashboard_url], env).stdout.strip() == "already finished"
+
+
+def test_unreachable_dashboard_is_named(tmp_path):
+    spec = tmp_path / "s.yaml"
+    spec.write_text(yaml.safe_dump({"name": "x", "benchmarks": ["synthetic"], "methods": {"zero-shot": {}}}))
+    result = vtrlab(["submit", str(spec), "--address", "http://127.0.0.1:9"], dict(os.environ))
+    assert result.returncode == 2 and "http://127.0.0.1:9" in result.stderr
