@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/vtrlab selfcheck
+	$(BIN)/vtrlab quickstart
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "platform"))
 
-from vtrlab.tracking.runs import client  # noqa: E402
-from vtrlab.tracking.store import tracking_uri  # noqa: E402
+from vtrlab.tracking.runs import client
+from vtrlab.tracking.store import tracking_uri
 
 SECTION = "## Sweep overhead"
 
@@ -43,28 +43,31 @@ def measure(experiment: str) -> dict:
 
 
 def render(experiment: str, figures: dict) -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if "model name" in line), "?")
+    lines = Path("/proc/cpuinfo").read_text().splitlines()
+    cpu = next((line.split(":", 1)[1].strip() for line in lines if "model name" in line), "?")
     ratio = figures["sweep_wall"] / figures["trial_seconds_sum"] if figures["trial_seconds_sum"] else float("nan")
-    return "\n".join([
-        SECTION,
-        "",
-        f"Measured by `python bench/sweep_overhead.py --experiment {experiment}` after the sweep, on {cpu}, "
-        f"{os.cpu_count()} cores, Python {platform.python_version()}.",
-        "",
-        "| figure | value |",
-        "|---|---:|",
-        f"| trials | {figures['trials']} |",
-        f"| per-trial overhead, median (trial start -> end of first training step) | {figures['startup_median']:.1f} s |",
-        f"| per-trial overhead, max | {figures['startup_max']:.1f} s |",
-        f"| sum of the trials' run times | {figures['trial_seconds_sum']:.0f} s |",
-        f"| sweep wall time | {figures['sweep_wall']:.0f} s |",
-        f"| wall / sum of trials | {ratio:.2f} |",
-        "",
-        "With `max_concurrent: 1` on 2 cores the trials run one after another, so wall time is the sum of the "
-        "trials plus the driver's own work (one Tuner per benchmark x method, registry); on a cluster with "
-        "`max_concurrent` > 1 the ratio falls below 1.",
-        "",
-    ])
+    return "\n".join(
+        [
+            SECTION,
+            "",
+            f"Measured by `python bench/sweep_overhead.py --experiment {experiment}` after the sweep, on {cpu}, "
+            f"{os.cpu_count()} cores, Python {platform.python_version()}.",
+            "",
+            "| figure | value |",
+            "|---|---:|",
+            f"| trials | {figures['trials']} |",
+            f"| per-trial overhead, median (trial start to first step) | {figures['startup_median']:.1f} s |",
+            f"| per-trial overhead, max | {figures['startup_max']:.1f} s |",
+            f"| sum of the trials' run times | {figures['trial_seconds_sum']:.0f} s |",
+            f"| sweep wall time | {figures['sweep_wall']:.0f} s |",
+            f"| wall / sum of trials | {ratio:.2f} |",
+            "",
+            "With `max_concurrent: 1` on 2 cores the trials run one after another, so wall time is the sum of the "
+            "trials plus the driver's own work (one Tuner per benchmark x method, registry); on a cluster with "
+            "`max_concurrent` > 1 the ratio falls below 1.",
+            "",
+        ]
+    )
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "platform"))
 
-from vtrlab.cli import main  # noqa: E402
+from vtrlab.cli import main
 
 if __name__ == "__main__":
     sys.argv = [sys.argv[0], "sweep", *sys.argv[1:]]

@@ -36,8 +36,9 @@ class MlflowServer:
             "--workers", "1",
         ]  # fmt: skip
         self.log = open(self.workdir / "mlflow-server.log", "wb")  # noqa: SIM115
-        self.process = subprocess.Popen(command, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+        self.process = subprocess.Popen(
+            command, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -58,9 +58,7 @@ def test_labels_permute_the_pairs() -> None:
     # Pair (i, perm[i]) in `logits` is pair (i, i) in the column-permuted matrix.
     permuted = logits[:, perm]
     assert permuted[torch.arange(6), torch.arange(6)].tolist() == logits[torch.arange(6), perm].tolist()
-    assert infonce_from_logits(logits, perm).item() == pytest.approx(
-        infonce_from_logits(permuted).item(), abs=1e-6
-    )
+    assert infonce_from_logits(logits, perm).item() == pytest.approx(infonce_from_logits(permuted).item(), abs=1e-6)
 
 
 def test_bf16_autocast_still_computes_in_float32() -> None:

@@ -43,9 +43,7 @@ def test_round_trip_reproduces_embeddings_exactly(tmp_path: Path, method, knobs)
     assert set(saved) == {n for n, p in encoder.named_parameters() if p.requires_grad}
     restored = load_adapter_into(fresh_like(encoder), tmp_path)
     frames, mask, tokens = video_batch(seed=5)
-    assert torch.equal(
-        video_embedding(encoder, frames, mask, tokens), video_embedding(restored, frames, mask, tokens)
-    )
+    assert torch.equal(video_embedding(encoder, frames, mask, tokens), video_embedding(restored, frames, mask, tokens))
     with torch.no_grad():
         assert torch.equal(encoder.encode_text(tokens), restored.encode_text(tokens))
 
@@ -54,16 +52,10 @@ def test_artifact_holds_only_the_trainable_tensors(tmp_path: Path):
     encoder = trained("mv-adapter")
     save_adapter(encoder, tmp_path, sweep="unit-test")
     config = json.loads((tmp_path / CONFIG_NAME).read_text())
-    assert (
-        config["method"] == "mv-adapter"
-        and config["knobs"] == encoder.knobs
-        and config["sweep"] == "unit-test"
-    )
+    assert config["method"] == "mv-adapter" and config["knobs"] == encoder.knobs and config["sweep"] == "unit-test"
     assert config["backbone"]["fingerprint"] == encoder.backbone.fingerprint
     tensors = load_file(str(tmp_path / WEIGHTS_NAME))
-    assert sum(t.numel() for t in tensors.values()) == sum(
-        p.numel() for p in encoder.parameters() if p.requires_grad
-    )
+    assert sum(t.numel() for t in tensors.values()) == sum(p.numel() for p in encoder.parameters() if p.requires_grad)
     assert not any(name.endswith("c_fc.weight") and "vtr_adapter" not in name for name in tensors)
 
 

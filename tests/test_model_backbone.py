@@ -98,9 +98,7 @@ def test_short_token_sequences_match_open_clip_at_full_context():
     captions = ["a red square slides left", "a blue circle appears, then a red square slides left"]
     with torch.no_grad():
         ours = encoder.encode_text(tokenize(captions, max_words=32))
-        reference = encoder.clip.encode_text(
-            tokenize(captions, max_words=encoder.context_length), normalize=True
-        )
+        reference = encoder.clip.encode_text(tokenize(captions, max_words=encoder.context_length), normalize=True)
     torch.testing.assert_close(ours, reference, atol=1e-5, rtol=0)
 
 

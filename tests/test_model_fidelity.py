@@ -38,9 +38,7 @@ def test_initial_model_reproduces_frozen_backbone(method, knobs):
     encoder = tiny_model(method, **knobs)
     with torch.no_grad():
         text_gap = (encoder.encode_text(tokens) - frozen.encode_text(tokens)).abs().max()
-    video_gap = (
-        (video_embedding(encoder, frames, mask, tokens) - frozen.encode_video(frames, mask)).abs().max()
-    )
+    video_gap = (video_embedding(encoder, frames, mask, tokens) - frozen.encode_video(frames, mask)).abs().max()
     assert float(text_gap) < 1e-5
     assert float(video_gap) < 1e-5
 

@@ -22,7 +22,11 @@ EPOCHS = 3
 
 def vtrlab(args: list[str], env: dict[str, str], timeout: int = 1200) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "vtrlab.cli", *args], env=env, capture_output=True, text=True, timeout=timeout,
+        [sys.executable, "-m", "vtrlab.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         check=False,
     )
 
@@ -108,7 +112,9 @@ def test_asha_stops_at_least_one_trial_and_finished_trials_have_every_epoch_once
             assert sorted(steps) == list(range(EPOCHS)), (run.info.run_name, steps)
             assert run.info.status == "FINISHED"
             assert {a.path for a in mlflow.list_artifacts(run.info.run_id, "adapter")} == {
-                "adapter/adapter_config.json", "adapter/adapter_model.safetensors"}
+                "adapter/adapter_config.json",
+                "adapter/adapter_model.safetensors",
+            }
 
 
 def test_a_worker_was_killed_and_its_trial_resumed_in_the_same_run(sweep_world):

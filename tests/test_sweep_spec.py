@@ -42,11 +42,15 @@ def write(tmp_path: Path, edit) -> Path:
         (lambda d: d["budget"].update(trails=3), r"budget.trails: Extra inputs"),
         (lambda d: d["methods"].update({"mvadapter": {}}), r"methods.mvadapter: unknown method; allowed: zero-shot"),
         (lambda d: d.update(benchmarks=["msr-vtt"]), r"unknown benchmark 'msr-vtt'; allowed: msrvtt"),
-        (lambda d: d["methods"]["rap"]["search"].update(sparsity={"float": [0.9, 0.2]}),
-         r"methods.rap.search.sparsity: Value error, empty or inverted range \[0.9, 0.2\]"),
+        (
+            lambda d: d["methods"]["rap"]["search"].update(sparsity={"float": [0.9, 0.2]}),
+            r"methods.rap.search.sparsity: Value error, empty or inverted range \[0.9, 0.2\]",
+        ),
         (lambda d: d["methods"]["rap"]["search"].update(rank={"int": [4, 4]}), r"empty or inverted range \[4, 4\]"),
-        (lambda d: d["methods"]["rap"]["search"].update(width={"int": [4, 8]}),
-         r"methods.rap.search.width: neither a knob of rap"),
+        (
+            lambda d: d["methods"]["rap"]["search"].update(width={"int": [4, 8]}),
+            r"methods.rap.search.width: neither a knob of rap",
+        ),
         (lambda d: d["train"].update(epoch=3), r"train.epoch: unknown training field"),
         (lambda d: d["budget"].update(trials=0), r"budget.trials: Input should be greater than 0"),
         (lambda d: d["objective"].update(metric="accuracy"), r"objective.metric"),
@@ -62,7 +66,7 @@ def test_missing_file_and_bad_yaml(tmp_path):
         load_sweep_spec(tmp_path / "nope.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: [unclosed\n")
-    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+    with pytest.raises(ConfigError, match=r"bad\.yaml: not valid YAML"):
         load_sweep_spec(bad)
 
 

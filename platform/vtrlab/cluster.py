@@ -23,6 +23,7 @@ from pathlib import Path
 
 from vtrlab.errors import ConfigError
 
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -64,7 +65,9 @@ class LocalRay:
             command.append(f"--num-cpus={self.num_cpus}")
         self.log_path = Path(self.temp_dir) / "ray-start.log"
         with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            self.process = subprocess.Popen(
+                command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -129,8 +132,10 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
         raise ConfigError(f"Ray at {address} is not reachable ({err.strerror or err}); is the cluster up?") from None
 
 
-def connect(address: str | None = None, num_cpus: int | None = None) -> str:
-    """Initialise Ray once per process: `address`, else RAY_ADDRESS, else a private local Ray."""
+def connect(address: str | None = None, num_cpus: int | None = None, log_to_driver: bool = True) -> str:
+    """Initialise Ray once per process: `address`, else RAY_ADDRESS, else a private local Ray.
+
+    `log_to_driver=False` keeps the workers' logs in Ray's log files (Tune's progress table still shows)."""
     import ray
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -144,7 +149,7 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> str:
     else:
         _check_reachable(address)
     try:
-        ray.init(address=address, logging_level="WARNING")
+        ray.init(address=address, logging_level="WARNING", log_to_driver=log_to_driver)
     except (ConnectionError, TimeoutError, RuntimeError, ValueError) as err:
         raise ConfigError(f"cannot connect to Ray at {address}: {err}") from None
     return description

@@ -10,8 +10,13 @@ from pathlib import Path
 from vtrlab.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-FORWARDED_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION",
-                 "VTRLAB_HOME")
+FORWARDED_ENV = (
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_S3_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL",
+    "AWS_DEFAULT_REGION",
+    "VTRLAB_HOME",
+)
 
 
 def job_client(address: str | None):
@@ -58,4 +63,6 @@ def submit_sweep(spec: str, address: str | None, resume: bool = False, extra_pip
         if extra_pip:
             runtime_env["pip"] = extra_pip
         entrypoint = f"python jobs/sweep.py {relative}" + (" --resume" if resume else "")
-        return client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env, metadata={"vtrlab.spec": spec_path.name})
+        return client.submit_job(
+            entrypoint=entrypoint, runtime_env=runtime_env, metadata={"vtrlab.spec": spec_path.name}
+        )

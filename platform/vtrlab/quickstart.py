@@ -40,7 +40,9 @@ def quickstart(address: str | None = None, size: str = "small", fresh: bool = Fa
         pretrain_backbone(str(data), weights)
 
     console.print("[cyan]3/4[/] running sweeps/quickstart.yaml (Ray Tune + Optuna + ASHA, one Ray Train run a trial)")
-    runner = SweepRunner(SPEC, address=address, overrides={"weights": str(weights), "data": {"synthetic": str(data)}})
+    runner = SweepRunner(
+        SPEC, address=address, overrides={"weights": str(weights), "data": {"synthetic": str(data)}}, quiet=True
+    )
     outcome = runner.run()
     console.print("[cyan]4/4[/] results")
     print_sweep_outcome(outcome)

@@ -39,9 +39,7 @@ def random_batch(
 DEMO_LR = {"method": 1e-3, "backbone_bias": 1e-5, "backbone": 1e-5}
 
 
-def run_selfcheck(
-    backbone: str = "vtr-tiny", num_frames: int = 4, batch_size: int = 4, steps: int = 3
-) -> list[dict]:
+def run_selfcheck(backbone: str = "vtr-tiny", num_frames: int = 4, batch_size: int = 4, steps: int = 3) -> list[dict]:
     """Print and return, per method: parameter counts, the distance of its initial video embeddings from
     frozen CLIP's, the loss of the first and last of `steps` training steps on one batch (a larger
     learning rate than the paper's, so a few steps show movement) and the time of one step."""

@@ -51,9 +51,7 @@ def _atomic_write(path: Path, write: Any) -> None:
 def trainable_state_dict(encoder: VideoTextDualEncoder) -> dict[str, torch.Tensor]:
     """The tensors an artifact holds: every parameter that trains, detached, contiguous, on the CPU."""
     return {
-        name: param.detach().cpu().contiguous()
-        for name, param in encoder.named_parameters()
-        if param.requires_grad
+        name: param.detach().cpu().contiguous() for name, param in encoder.named_parameters() if param.requires_grad
     }
 
 
@@ -127,16 +125,13 @@ def load_adapter_into(encoder: VideoTextDualEncoder, directory: str | os.PathLik
     if set(tensors) != expected_names:
         missing = sorted(expected_names - set(tensors))[:5]
         unexpected = sorted(set(tensors) - expected_names)[:5]
-        raise ArtifactError(
-            f"{weights_path}: tensor names differ (missing {missing}, unexpected {unexpected})"
-        )
+        raise ArtifactError(f"{weights_path}: tensor names differ (missing {missing}, unexpected {unexpected})")
     params = dict(encoder.named_parameters())
     with torch.no_grad():
         for name, tensor in tensors.items():
             if params[name].shape != tensor.shape:
                 raise ArtifactError(
-                    f"{weights_path}: {name} has shape {tuple(tensor.shape)}, "
-                    f"expected {tuple(params[name].shape)}"
+                    f"{weights_path}: {name} has shape {tuple(tensor.shape)}, expected {tuple(params[name].shape)}"
                 )
             params[name].copy_(tensor)
     return encoder

@@ -122,9 +122,7 @@ def load_backbone(name: str, weights: str | os.PathLike | None = None) -> tuple[
                 f"backbone {name!r}: could not load pretrained tag {pretrained!r} ({detail}); known tags: "
                 f"{', '.join(tags) or 'none'}; tags download from the hub, offline pass a weights file"
             ) from err
-        raise ConfigError(
-            f"backbone {name!r}: weights {weights!r} do not fit the architecture: {detail}"
-        ) from err
+        raise ConfigError(f"backbone {name!r}: weights {weights!r} do not fit the architecture: {detail}") from err
     if not hasattr(model, "visual") or not hasattr(model.visual, "transformer"):
         raise ConfigError(f"backbone {name!r} has no ViT visual tower; vtrlab needs an open_clip ViT")
     model.requires_grad_(False)

@@ -37,12 +37,8 @@ def list_command(
 @model_app.command("params")
 def params_command(
     method: Annotated[str, typer.Option(help="a method from `vtrlab model list`")],
-    backbone: Annotated[
-        str, typer.Option(help="open_clip model name, e.g. ViT-B-16, or vtr-tiny")
-    ] = "ViT-B-16",
-    weights: Annotated[
-        str | None, typer.Option(help="pretrained tag or weights file (default: random)")
-    ] = None,
+    backbone: Annotated[str, typer.Option(help="open_clip model name, e.g. ViT-B-16, or vtr-tiny")] = "ViT-B-16",
+    weights: Annotated[str | None, typer.Option(help="pretrained tag or weights file (default: random)")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="knob=value, repeatable")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="machine-readable")] = False,
 ) -> None:

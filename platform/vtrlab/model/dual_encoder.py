@@ -206,9 +206,7 @@ class VideoTextDualEncoder(nn.Module):
     ) -> torch.Tensor:
         """Apply the video head to cached frame features (see `frame_features`)."""
         if self.video_head.text_conditioned and text_emb is None:
-            raise InputError(
-                f"method {self.method!r} selects patches by the query text: pass text_emb to encode_video"
-            )
+            raise InputError(f"method {self.method!r} selects patches by the query text: pass text_emb to encode_video")
         return self.video_head(frame_emb, frame_mask, patch_emb=patch_emb, text_emb=text_emb).float()
 
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:

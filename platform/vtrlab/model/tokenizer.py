@@ -22,9 +22,7 @@ def get_tokenizer(model_name: str = DEFAULT_TOKENIZER_MODEL):
         return open_clip.get_tokenizer(model_name)
 
 
-def tokenize(
-    texts: str | Sequence[str], max_words: int, model_name: str = DEFAULT_TOKENIZER_MODEL
-) -> torch.Tensor:
+def tokenize(texts: str | Sequence[str], max_words: int, model_name: str = DEFAULT_TOKENIZER_MODEL) -> torch.Tensor:
     """Token ids [len(texts), max_words] (int64): start token, BPE tokens, end token, zero padding.
 
     Captions longer than `max_words` are truncated with the end token kept in the last position, which is

@@ -29,8 +29,13 @@ def print_sweep_outcome(outcome) -> None:
     for trial in sorted(outcome.trials, key=lambda t: (t.benchmark, t.method, -t.metrics.get("t2v_R1", 0))):
         m = trial.metrics
         table.add_row(
-            trial.benchmark, trial.method, str(trial.epochs), f"{m.get('t2v_R1', 0):.1f}",
-            f"{m.get('v2t_R1', 0):.1f}", f"{m.get('rsum', 0):.1f}", f"{int(m.get('trainable_params', 0)):,}",
+            trial.benchmark,
+            trial.method,
+            str(trial.epochs),
+            f"{m.get('t2v_R1', 0):.1f}",
+            f"{m.get('v2t_R1', 0):.1f}",
+            f"{m.get('rsum', 0):.1f}",
+            f"{int(m.get('trainable_params', 0)):,}",
             "stopped by ASHA" if trial.stopped_early else "finished",
         )
     console.print(table)

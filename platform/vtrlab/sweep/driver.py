@@ -138,6 +138,7 @@ class SweepRunner:
         address: str | None = None,
         resume: bool = False,
         overrides: dict[str, Any] | None = None,
+        quiet: bool = False,
     ):
         self.spec_path = Path(spec_path)
         self.spec = load_sweep_spec(self.spec_path)
@@ -145,6 +146,7 @@ class SweepRunner:
             self.spec = SweepSpec.model_validate({**self.spec.model_dump(by_alias=True), **overrides})
         self.address = address
         self.resume = resume
+        self.quiet = quiet
         self.experiment = f"sweep-{self.spec.name}"
         self.root = vtrlab_home() / "sweeps" / f"{self.spec.name}-{self.spec.fingerprint()}"
 
@@ -180,7 +182,7 @@ class SweepRunner:
                     f"`vtrlab data build` or `vtrlab data synth`"
                 ) from None
         state = self._state()
-        connect(self.address)
+        connect(self.address, log_to_driver=not self.quiet)
         check_resources(self.spec, str(self.spec_path))
         mlflow = client(uri)
         parent_id, _ = find_or_create_run(
@@ -214,8 +216,10 @@ class SweepRunner:
                 "spec_fingerprint": self.spec.fingerprint(),
                 "git_commit": _git_commit(),
                 "objective": self.spec.objective.metric,
-                **{f"data_version.{b}": read_manifest(data_url(self.spec, b)).get("version", "?")
-                   for b in self.spec.benchmarks},
+                **{
+                    f"data_version.{b}": read_manifest(data_url(self.spec, b)).get("version", "?")
+                    for b in self.spec.benchmarks
+                },
                 **{f"version.{k}": v for k, v in _package_versions().items()},
             }
         )
@@ -347,8 +351,12 @@ class SweepRunner:
                     best.metrics,
                     objective.metric,
                     objective.mode,
-                    tags={"sweep": self.spec.name, "method": best.method, "benchmark": benchmark,
-                          "backbone": self.spec.backbone},
+                    tags={
+                        "sweep": self.spec.name,
+                        "method": best.method,
+                        "benchmark": benchmark,
+                        "backbone": self.spec.backbone,
+                    },
                 )
             )
         return registrations

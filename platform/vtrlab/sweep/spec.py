@@ -113,10 +113,14 @@ def _check_names(spec: SweepSpec, source: str) -> None:
 
     for benchmark in spec.benchmarks + list(spec.data):
         if benchmark not in CARD_NAMES:
-            raise ConfigError(f"{source}: benchmarks: unknown benchmark {benchmark!r}; allowed: {', '.join(CARD_NAMES)}")
+            raise ConfigError(
+                f"{source}: benchmarks: unknown benchmark {benchmark!r}; allowed: {', '.join(CARD_NAMES)}"
+            )
     for key in spec.train:
         if key not in TRAIN_FIELDS:
-            raise ConfigError(f"{source}: train.{key}: unknown training field; allowed: {', '.join(sorted(TRAIN_FIELDS))}")
+            raise ConfigError(
+                f"{source}: train.{key}: unknown training field; allowed: {', '.join(sorted(TRAIN_FIELDS))}"
+            )
     for method, plan in spec.methods.items():
         if method not in list_methods():
             raise ConfigError(f"{source}: methods.{method}: unknown method; allowed: {', '.join(list_methods())}")

@@ -26,16 +26,22 @@ def metrics_table(title: str, metrics: dict[str, float]) -> Table:
     for key in ("R1", "R5", "R10", "MdR", "MnR"):
         table.add_column(key, justify="right")
     for direction in ("t2v", "v2t"):
-        table.add_row(direction, *(f"{metrics.get(f'{direction}_{k}', float('nan')):.1f}" for k in
-                                   ("R1", "R5", "R10", "MdR", "MnR")))
+        table.add_row(
+            direction,
+            *(f"{metrics.get(f'{direction}_{k}', float('nan')):.1f}" for k in ("R1", "R5", "R10", "MdR", "MnR")),
+        )
     return table
 
 
 def train_command(
-    benchmark: Annotated[str, typer.Option(help="dataset card name: msrvtt, msvd, lsmdc, didemo, activitynet, synthetic")],
+    benchmark: Annotated[
+        str, typer.Option(help="dataset card name: msrvtt, msvd, lsmdc, didemo, activitynet, synthetic")
+    ],
     method: Annotated[str, typer.Option(help="a method from `vtrlab model list`")],
     set_: Annotated[list[str] | None, typer.Option("--set", help="knob=value, repeatable")] = None,
-    data: Annotated[str | None, typer.Option(help="shards URL (default: the card's, or $VTRLAB_HOME/data/NAME)")] = None,
+    data: Annotated[
+        str | None, typer.Option(help="shards URL (default: the card's, or $VTRLAB_HOME/data/NAME)")
+    ] = None,
     backbone: Annotated[str, typer.Option(help="open_clip model name")] = "vtr-tiny",
     weights: Annotated[str | None, typer.Option(help="pretrained tag or weights file")] = None,
     epochs: Annotated[int, typer.Option(help="training epochs")] = 5,

@@ -76,15 +76,12 @@ def infonce_from_logits(logits: Tensor, labels: Tensor | None = None) -> Tensor:
         raise InputError("logits has no rows: InfoNCE needs at least one pair")
     if labels is None:
         if num_texts != num_videos:
-            raise InputError(
-                f"diagonal labels need square logits, got shape {tuple(logits.shape)}; pass labels"
-            )
+            raise InputError(f"diagonal labels need square logits, got shape {tuple(logits.shape)}; pass labels")
         labels = torch.arange(num_texts, device=logits.device)
     else:
         if labels.dim() != 1 or labels.numel() != num_texts:
             raise InputError(
-                f"labels must be 1-D with {num_texts} entries (one per logits row), "
-                f"got shape {tuple(labels.shape)}"
+                f"labels must be 1-D with {num_texts} entries (one per logits row), got shape {tuple(labels.shape)}"
             )
         if labels.is_floating_point() or labels.dtype == torch.bool:
             raise InputError(f"labels must be an integer tensor, got dtype {labels.dtype}")
@@ -120,8 +117,7 @@ def symmetric_infonce(text_emb: Tensor, video_emb: Tensor, logit_scale: Tensor |
     """
     if text_emb.dim() != 2 or video_emb.dim() != 2:
         raise InputError(
-            f"embeddings must be 2-D [N, D], got text {tuple(text_emb.shape)} "
-            f"and video {tuple(video_emb.shape)}"
+            f"embeddings must be 2-D [N, D], got text {tuple(text_emb.shape)} and video {tuple(video_emb.shape)}"
         )
     if text_emb.shape != video_emb.shape:
         raise InputError(

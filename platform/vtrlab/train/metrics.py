@@ -56,9 +56,7 @@ def _validate(sim: Tensor, text_to_video: Tensor) -> Tensor:
     if text_to_video.is_floating_point() or text_to_video.is_complex() or text_to_video.dtype == torch.bool:
         raise InputError(f"text_to_video must be an integer tensor, got dtype {text_to_video.dtype}")
     if text_to_video.numel() != num_texts:
-        raise InputError(
-            f"text_to_video has {text_to_video.numel()} entries but sim has {num_texts} rows (texts)"
-        )
+        raise InputError(f"text_to_video has {text_to_video.numel()} entries but sim has {num_texts} rows (texts)")
     t2v = text_to_video.to(device=sim.device, dtype=torch.long)
     bad = (t2v < 0) | (t2v >= num_videos)
     if bool(bad.any()):
@@ -162,9 +160,7 @@ def _summarise(ranks: Tensor, prefix: str) -> dict[str, float]:
     return out
 
 
-def retrieval_metrics(
-    sim: Tensor, text_to_video: Tensor, *, chunk_size: int | None = None
-) -> dict[str, float]:
+def retrieval_metrics(sim: Tensor, text_to_video: Tensor, *, chunk_size: int | None = None) -> dict[str, float]:
     """T2V and V2T retrieval metrics of a similarity matrix (methods.md section 5).
 
     Args:

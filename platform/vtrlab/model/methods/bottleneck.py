@@ -45,9 +45,7 @@ class BottleneckAdapter(AdapterModule):
         return hidden + self.scale * self.up(self.act(self.down(hidden)))
 
 
-@register_method(
-    "bottleneck", BottleneckKnobs, "bottleneck adapter after each MLP (width); no temporal model"
-)
+@register_method("bottleneck", BottleneckKnobs, "bottleneck adapter after each MLP (width); no temporal model")
 def apply_bottleneck(encoder: VideoTextDualEncoder, knobs: BottleneckKnobs) -> None:
     towers = towers_of(knobs.towers)
     check_width(knobs.width, encoder, towers, "width")

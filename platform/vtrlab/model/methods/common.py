@@ -59,9 +59,7 @@ def attach_after_mlp(block: nn.Module, adapter: nn.Module) -> None:
     adapter's own ones appear as `...mlp.vtr_adapter.*`; the adapter returns h + s * f(h) itself.
     """
     if not isinstance(block.mlp, nn.Sequential):
-        raise ConfigError(
-            f"cannot attach an adapter after {type(block.mlp).__name__}: expected nn.Sequential"
-        )
+        raise ConfigError(f"cannot attach an adapter after {type(block.mlp).__name__}: expected nn.Sequential")
     if hasattr(block.mlp, ADAPTER_ATTR):
         raise ConfigError("this block already has an adapter after its MLP; build a fresh model per method")
     block.mlp.add_module(ADAPTER_ATTR, adapter)

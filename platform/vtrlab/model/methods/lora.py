@@ -45,9 +45,7 @@ class LoraAttention(AdapterModule):
     to the frozen attention.
     """
 
-    def __init__(
-        self, base: nn.MultiheadAttention, rank: int, alpha: float, targets: list[str], dropout: float
-    ):
+    def __init__(self, base: nn.MultiheadAttention, rank: int, alpha: float, targets: list[str], dropout: float):
         super().__init__()
         if not base.batch_first or not base._qkv_same_embed_dim:
             raise ConfigError("LoRA needs batch-first attention with a fused in-projection (open_clip ViTs)")
@@ -102,8 +100,6 @@ def apply_lora(encoder: VideoTextDualEncoder, knobs: LoraKnobs) -> None:
         blocks = tower_blocks(encoder, tower)
         for index in resolve_layers(knobs.layers, len(blocks), "layers"):
             block = blocks[index]
-            block.attn = LoraAttention(
-                block.attn, knobs.rank, knobs.alpha, list(knobs.targets), knobs.dropout
-            )
+            block.attn = LoraAttention(block.attn, knobs.rank, knobs.alpha, list(knobs.targets), knobs.dropout)
     if knobs.train_backbone_biases:
         unfreeze_backbone_biases(encoder)

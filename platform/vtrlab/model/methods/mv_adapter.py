@@ -128,9 +128,7 @@ class MvVideoAdapter(AdapterModule):
             raise ConfigError(f"MV-Adapter built for max_frames={self.max_frames} got {frames} frames")
         tokens, dim = hidden.shape[1], hidden.shape[2]
         weight = _scaled_down_weight(self.down, context, self.key, self.cmt_mode)
-        low = self.act(F.linear(hidden, weight, self.down.bias)).view(
-            -1, frames, tokens, self.down.out_features
-        )
+        low = self.act(F.linear(hidden, weight, self.down.bias)).view(-1, frames, tokens, self.down.out_features)
         cls, patches = low[:, :, 0], low[:, :, 1:]
         global_ctx, local_ctx = self._temporal(cls, patches.mean(dim=2), frame_mask)
         if self.use_calibration:

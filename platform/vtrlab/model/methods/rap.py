@@ -40,9 +40,7 @@ Selection = Literal["query-agnostic", "text-conditioned"]
 
 class RapKnobs(Knobs):
     rank: Annotated[int, Field(gt=0, description="LoRM rank r")] = 8
-    sparsity: Annotated[float, Field(gt=0, le=1, description="fraction of patches ASA keeps per frame")] = (
-        0.25
-    )
+    sparsity: Annotated[float, Field(gt=0, le=1, description="fraction of patches ASA keeps per frame")] = 0.25
     selection: Selection = "query-agnostic"
     asa_width: Annotated[int, Field(gt=0)] = 64
     asa_heads: Annotated[int, Field(gt=0)] = 2
@@ -167,13 +165,9 @@ class RapVideoHead(AdapterModule):
 def apply_rap(encoder: VideoTextDualEncoder, knobs: RapKnobs) -> None:
     dim = encoder.embed_dim
     if knobs.rank > dim:
-        raise ConfigError(
-            f"knob rank={knobs.rank} is larger than the embedding width {dim}; allowed: 1..{dim}"
-        )
+        raise ConfigError(f"knob rank={knobs.rank} is larger than the embedding width {dim}; allowed: 1..{dim}")
     if knobs.asa_width % knobs.asa_heads:
-        raise ConfigError(
-            f"knob asa_width={knobs.asa_width} must be divisible by asa_heads={knobs.asa_heads}"
-        )
+        raise ConfigError(f"knob asa_width={knobs.asa_width} must be divisible by asa_heads={knobs.asa_heads}")
     grid = encoder.clip.visual.grid_size
     encoder.video_head = RapVideoHead(dim, int(grid[0] * grid[1]), knobs)
     if knobs.train_backbone_biases:

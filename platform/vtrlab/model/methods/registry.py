@@ -80,11 +80,7 @@ def _type_name(annotation: Any) -> str:
     if args:
         inner = ", ".join(_type_name(a) for a in args)
         origin = get_origin(annotation)
-        return (
-            f"{getattr(origin, '__name__', 'union')}[{inner}]"
-            if origin is list
-            else inner.replace(", ", " | ")
-        )
+        return f"{getattr(origin, '__name__', 'union')}[{inner}]" if origin is list else inner.replace(", ", " | ")
     return "None" if annotation is type(None) else getattr(annotation, "__name__", str(annotation))
 
 
@@ -119,7 +115,5 @@ def parse_knobs(name: str, values: Mapping[str, Any] | None = None, source: str 
         for item in err.errors():
             key = ".".join(str(part) for part in item["loc"]) or "knobs"
             detail = describe_knob(entry.knobs, key) if key in entry.knobs.model_fields else ""
-            problems.append(
-                f"{key}={item.get('input')!r}: {item['msg']}" + (f" [{detail}]" if detail else "")
-            )
+            problems.append(f"{key}={item.get('input')!r}: {item['msg']}" + (f" [{detail}]" if detail else ""))
         raise ConfigError(f"{source}: invalid knob(s) for method {name!r}: " + "; ".join(problems)) from None
