@@ -119,7 +119,7 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
         tracking={
             "uri": context["tracking_uri"],
             "run_id": run_id,
-            "marker_dir": context["storage_path"],
+            "marker_dir": context["marker_dir"],
             "started_at": started_at,
         },
         callbacks=[TuneReportCallback()],
@@ -245,7 +245,8 @@ class SweepRunner:
             "experiment": self.experiment,
             "parent_run_id": parent_id,
             "sweep_key": state["sweep_key"],
-            "storage_path": str(pair_dir / "train"),
+            "storage_path": self._checkpoint_storage(benchmark, method) or str(pair_dir / "train"),
+            "marker_dir": str(pair_dir / "train"),
         }
         trainable = tune.with_resources(
             tune.with_parameters(run_trial, context=context), {"cpu": self.spec.budget.cpus_per_trial}
@@ -300,6 +301,13 @@ class SweepRunner:
         pair_dir.mkdir(parents=True, exist_ok=True)
         done.write_text(json.dumps([o.__dict__ for o in outcomes], default=str))
         return outcomes
+
+    def _checkpoint_storage(self, benchmark: str, method: str) -> str | None:
+        """Where Ray Train writes this pair's checkpoints when the spec names object storage (Ray's own
+        pyarrow filesystems handle s3://); None keeps them under the sweep's local directory."""
+        if not self.spec.storage:
+            return None
+        return f"{self.spec.storage.rstrip('/')}/{self.root.name}/{benchmark}__{method}"
 
     @staticmethod
     def _finalise_run(mlflow, run_id: str, checkpoint_path: str | None) -> None:

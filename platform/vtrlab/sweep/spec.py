@@ -95,6 +95,7 @@ class SweepSpec(StrictModel):
     weights: str | None = None
     benchmarks: Annotated[list[str], Field(min_length=1)]
     data: dict[str, str] = Field(default_factory=dict)
+    storage: str | None = Field(None, description="checkpoint storage (s3://bucket/prefix); default $VTRLAB_HOME")
     train: dict[str, Any] = Field(default_factory=dict)
     methods: Annotated[dict[str, MethodPlan], Field(min_length=1)]
     budget: Budget = Field(default_factory=Budget)

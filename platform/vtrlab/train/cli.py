@@ -52,6 +52,7 @@ def train_command(
     option: Annotated[list[str] | None, typer.Option(help="any other TrainSpec field=value")] = None,
     address: Annotated[str | None, typer.Option(help="Ray address (default: RAY_ADDRESS, else local)")] = None,
     experiment: Annotated[str, typer.Option(help="MLflow experiment")] = "vtrlab-train",
+    storage: Annotated[str | None, typer.Option(help="checkpoint storage, e.g. s3://bucket/ckpt")] = None,
     json_output: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Train METHOD on BENCHMARK with Ray Train; every epoch is evaluated, checkpointed and logged to MLflow."""
@@ -73,7 +74,7 @@ def train_command(
         **parse_assignments(option, "--option"),
     }
     spec = validate_model(TrainSpec, fields, "vtrlab train")
-    outcome = train(spec, experiment=experiment, address=address)
+    outcome = train(spec, experiment=experiment, address=address, storage=storage)
     if json_output:
         print_json(outcome)
         return

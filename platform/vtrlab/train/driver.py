@@ -45,8 +45,13 @@ def log_final_artifact(mlflow, run_id: str, checkpoint) -> None:
         mlflow.log_artifacts(run_id, staging, artifact_path="adapter")
 
 
-def train(spec: TrainSpec, experiment: str = "vtrlab-train", address: str | None = None) -> dict[str, Any]:
-    """Run `spec` on Ray (local or `address`), tracked in MLflow; returns the final metrics and run id."""
+def train(
+    spec: TrainSpec, experiment: str = "vtrlab-train", address: str | None = None, storage: str | None = None
+) -> dict[str, Any]:
+    """Run `spec` on Ray (local or `address`), tracked in MLflow; returns the final metrics and run id.
+
+    Checkpoints go to `storage` (e.g. s3://bucket/prefix, through Ray's pyarrow filesystems), else under
+    $VTRLAB_HOME/ray_results."""
     from vtrlab.cluster import connect
     from vtrlab.train.runner import make_trainer
 
@@ -61,7 +66,7 @@ def train(spec: TrainSpec, experiment: str = "vtrlab-train", address: str | None
     trainer = make_trainer(
         spec,
         name=name,
-        storage_path=str(vtrlab_home() / "ray_results"),
+        storage_path=storage or str(vtrlab_home() / "ray_results"),
         tracking={"uri": uri, "run_id": run_id, "marker_dir": str(vtrlab_home() / "ray_results" / name)},
     )
     try:

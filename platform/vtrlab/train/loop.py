@@ -31,6 +31,7 @@ def _maybe_fail_for_test(epoch: int, rank: int, marker_dir: str | None) -> None:
     target = os.environ.get(FAIL_ONCE_ENV)
     if target is None or int(target) != epoch or rank != 0 or marker_dir is None:
         return
+    os.makedirs(marker_dir, exist_ok=True)
     marker = os.path.join(marker_dir, "vtrlab-failed-once")
     if not os.path.exists(marker):
         open(marker, "w").close()
@@ -123,16 +124,25 @@ def train_loop(config: dict[str, Any]) -> None:
                 save_training_state(directory, encoder, optimizer, scheduler, epoch)
                 saved = ray.train.Checkpoint.from_directory(directory)
             ray.train.report(metrics, checkpoint=saved)
+    if logger is not None:
+        logger.monitor.finish()
 
 
 class _MlflowEpochLogger:
-    """Rank 0's MLflow writer: per-epoch metrics into the run the driver created, once per epoch."""
+    """Rank 0's MLflow writer: per-epoch metrics into the run the driver created, once per epoch, and the
+    run's system metrics (CPU, memory, GPU utilisation) sampled by MLflow's monitor while training runs."""
 
     def __init__(self, tracking: dict[str, Any]):
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
         from vtrlab.tracking.runs import client
 
         self.client = client(tracking.get("uri"))
         self.run_id = tracking["run_id"]
+        self.monitor = SystemMetricsMonitor(
+            self.run_id, sampling_interval=2, resume_logging=True, tracking_uri=tracking.get("uri")
+        )
+        self.monitor.start()
 
     def log(self, epoch: int, metrics: dict[str, float]) -> None:
         from vtrlab.tracking.runs import log_epoch_metrics
