@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from vtrlab.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+AGENT_WAIT_SECONDS = 90
 FORWARDED_ENV = (
     "MLFLOW_TRACKING_URI",
     "MLFLOW_S3_ENDPOINT_URL",
@@ -63,6 +65,15 @@ def submit_sweep(spec: str, address: str | None, resume: bool = False, extra_pip
         if extra_pip:
             runtime_env["pip"] = extra_pip
         entrypoint = f"python jobs/sweep.py {relative}" + (" --resume" if resume else "")
-        return client.submit_job(
-            entrypoint=entrypoint, runtime_env=runtime_env, metadata={"vtrlab.spec": spec_path.name}
-        )
+        deadline = time.monotonic() + AGENT_WAIT_SECONDS
+        while True:
+            try:
+                return client.submit_job(
+                    entrypoint=entrypoint, runtime_env=runtime_env, metadata={"vtrlab.spec": spec_path.name}
+                )
+            except RuntimeError as err:
+                # a head that has just started answers 500 "No available agent" until its job agent is up
+                if "No available agent" not in str(err) or time.monotonic() > deadline:
+                    where = address or os.environ.get("RAY_ADDRESS")
+                    raise ConfigError(f"Ray at {where} refused the job: {err}") from None
+                time.sleep(2)
