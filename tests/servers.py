@@ -1,4 +1,5 @@
-"""Real servers the integration tests start and stop themselves: an MLflow tracking server."""
+"""Real servers the integration tests start and stop themselves (an MLflow tracking server), and the CLI
+as a user runs it."""
 
 from __future__ import annotations
 
@@ -61,3 +62,15 @@ class MlflowServer:
             os.killpg(self.process.pid, 9)
         self.process = None
         self.log.close()
+
+
+def run_vtrlab(args: list[str], env: dict[str, str], timeout: int = 1200) -> subprocess.CompletedProcess:
+    """`python -m vtrlab.cli ARGS` in a subprocess with `env`, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "vtrlab.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

@@ -4,27 +4,20 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+from servers import run_vtrlab
 from vtrlab.cluster import LocalRay
 
 pytestmark = pytest.mark.slow
 
 
 def vtrlab(args: list[str], env: dict[str, str], timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "vtrlab.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    return run_vtrlab(args, env, timeout)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import boto3
@@ -13,7 +12,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from servers import MlflowServer
+from servers import MlflowServer, run_vtrlab
 
 pytestmark = pytest.mark.slow
 
@@ -21,14 +20,7 @@ EPOCHS = 3
 
 
 def vtrlab(args: list[str], env: dict[str, str], timeout: int = 1200) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "vtrlab.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    return run_vtrlab(args, env, timeout)
 
 
 @pytest.fixture(scope="module")
