@@ -60,6 +60,11 @@ class LocalRay:
             ray_bin, "start", "--head", "--block", f"--port={self.port}", "--node-ip-address=127.0.0.1",
             "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard_port}",
             f"--temp-dir={self.temp_dir}", "--disable-usage-stats",
+            # every fixed default port too: a second Ray on the machine (a user's, a test's) already holds
+            # them, and a dashboard agent that cannot bind leaves the head with "No available agent" for jobs
+            f"--dashboard-agent-listen-port={_free_port()}", f"--dashboard-agent-grpc-port={_free_port()}",
+            f"--metrics-export-port={_free_port()}", f"--runtime-env-agent-port={_free_port()}",
+            f"--ray-client-server-port={_free_port()}",
         ]  # fmt: skip
         if self.num_cpus is not None:
             command.append(f"--num-cpus={self.num_cpus}")
