@@ -181,9 +181,9 @@ class SweepRunner:
                     f"{self.spec_path}: data for {benchmark} at {url} is not readable ({err}); build it with "
                     f"`vtrlab data build` or `vtrlab data synth`"
                 ) from None
-        state = self._state()
         connect(self.address, log_to_driver=not self.quiet)
         check_resources(self.spec, str(self.spec_path))
+        state = self._state()  # only now: a refused sweep leaves no state behind
         mlflow = client(uri)
         parent_id, _ = find_or_create_run(
             mlflow,
