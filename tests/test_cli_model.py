@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
-import sys
 
 import pytest
 
+from servers import run_vtrlab
+
 
 def vtrlab(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "vtrlab.cli", *args], capture_output=True, text=True, timeout=300, check=False
-    )
+    return run_vtrlab(list(args), dict(os.environ), timeout=300)
 
 
 def test_model_list_shows_every_method_with_knob_defaults():

@@ -9,9 +9,8 @@ import torch
 from vtrlab.data import make_eval_loader, make_train_loader
 from vtrlab.model.factory import create_model
 from vtrlab.train.evaluate import evaluate
+from vtrlab.train.local import train_in_process
 from vtrlab.train.pretrain import pretrain_backbone
-from vtrlab.train.schedule import warmup_cosine
-from vtrlab.train.step import make_optimizer, training_step
 
 pytestmark = pytest.mark.slow
 EPOCHS = 5
@@ -30,14 +29,8 @@ def t2v_r1(method: str, knobs: dict, weights: str, data: str, epochs: int) -> fl
     torch.manual_seed(0)
     encoder = create_model(method, "vtr-tiny", weights, knobs)
     if epochs:
-        optimizer = make_optimizer(encoder, lr={"method": 2e-3, "backbone_bias": 1e-5})
         loader = make_train_loader(data, "train", batch_size=32, num_frames=12, max_words=32, seed=0)
-        scheduler = warmup_cosine(optimizer, len(loader) * epochs, 0.1)
-        for epoch in range(epochs):
-            loader.set_epoch(epoch)
-            for batch in loader:
-                training_step(encoder, optimizer, batch["frames"], batch["frame_mask"], batch["tokens"],
-                              scheduler=scheduler)  # fmt: skip
+        train_in_process(encoder, loader, epochs, lr={"method": 2e-3, "backbone_bias": 1e-5})
     test = make_eval_loader(data, "test", batch_size=64, num_frames=12, max_words=32)
     return evaluate(encoder, test)["t2v_R1"]
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from vtrlab.tracking.store import tracking_uri, vtrlab_home
+from vtrlab.paths import vtrlab_home
+from vtrlab.tracking.store import tracking_uri
 
 SPEC = Path(__file__).resolve().parents[2] / "sweeps" / "quickstart.yaml"
 

@@ -39,6 +39,13 @@ def print_sweep_outcome(outcome) -> None:
             "stopped by ASHA" if trial.stopped_early else "finished",
         )
     console.print(table)
+    for benchmark in sorted({t.benchmark for t in outcome.trials}):
+        best: dict[str, float] = {}
+        for trial in outcome.trials:
+            if trial.benchmark == benchmark:
+                best[trial.method] = max(best.get(trial.method, 0.0), trial.metrics.get("t2v_R1", 0.0))
+        ranking = ", ".join(f"{m} {v:.1f}" for m, v in sorted(best.items(), key=lambda kv: -kv[1]))
+        console.print(f"best T2V R@1 per method on {benchmark}: {ranking}")
     for reg in outcome.registrations:
         console.print(
             f"registry: [bold]{reg.model}[/] version {reg.version} -> [bold]{reg.alias}[/] "

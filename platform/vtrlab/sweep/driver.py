@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vtrlab.data import read_manifest
 from vtrlab.errors import ConfigError
+from vtrlab.paths import default_data_url, vtrlab_home
 from vtrlab.sweep.spec import SweepSpec, load_sweep_spec
 from vtrlab.tracking.runs import TAG_KIND, client, find_or_create_run, flatten_params, log_params_once
-from vtrlab.tracking.store import check_tracking_server, tracking_uri, vtrlab_home
+from vtrlab.tracking.store import check_tracking_server, tracking_uri
 
 DONE_MARKER = "done.json"
 
@@ -46,8 +48,6 @@ class SweepOutcome:
 
 
 def data_url(spec: SweepSpec, benchmark: str) -> str:
-    from vtrlab.train.cli import default_data_url
-
     return os.path.expanduser(spec.data.get(benchmark) or default_data_url(benchmark))
 
 
@@ -172,8 +172,6 @@ class SweepRunner:
         check_tracking_server(uri)
         for benchmark in self.spec.benchmarks:
             url = data_url(self.spec, benchmark)
-            from vtrlab.data import read_manifest
-
             try:
                 read_manifest(url)
             except Exception as err:
@@ -208,8 +206,6 @@ class SweepRunner:
         return SweepOutcome(self.spec.name, parent_id, self.experiment, trials, registrations, wall)
 
     def _log_parent(self, mlflow, parent_id: str) -> None:
-        from vtrlab.data import read_manifest
-
         params = flatten_params(
             {
                 "spec_file": str(self.spec_path),

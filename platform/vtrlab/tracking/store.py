@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from urllib.parse import urlparse
 
 from vtrlab.errors import ConfigError
-
-
-def vtrlab_home() -> Path:
-    """`VTRLAB_HOME`, else ~/.vtrlab: the embedded defaults' MLflow store, data and Ray results."""
-    return Path(os.environ.get("VTRLAB_HOME", Path.home() / ".vtrlab")).expanduser()
+from vtrlab.paths import vtrlab_home
 
 
 def tracking_uri() -> str:

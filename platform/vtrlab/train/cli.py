@@ -9,15 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from vtrlab.cli_common import parse_assignments, print_json
-
-
-def default_data_url(benchmark: str) -> str:
-    """Where a benchmark's shards are by default: the card's `shards`, else $VTRLAB_HOME/data/<name>."""
-    from vtrlab.data.card import load_card
-    from vtrlab.tracking.store import vtrlab_home
-
-    card = load_card(benchmark)
-    return card.shards or str(vtrlab_home() / "data" / card.name)
+from vtrlab.paths import default_data_url
 
 
 def metrics_table(title: str, metrics: dict[str, float]) -> Table:

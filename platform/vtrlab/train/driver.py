@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import uuid
+from pathlib import Path
 from typing import Any
 
 from vtrlab.config import TrainSpec
+from vtrlab.model.artifacts import CONFIG_NAME, WEIGHTS_NAME
+from vtrlab.paths import vtrlab_home
 from vtrlab.tracking.runs import TAG_KIND, client, find_or_create_run, flatten_params, log_params_once
-from vtrlab.tracking.store import check_tracking_server, tracking_uri, vtrlab_home
+from vtrlab.tracking.store import check_tracking_server, tracking_uri
 
 
 def run_tags(spec: TrainSpec, kind: str, sweep: str | None = None) -> dict[str, str]:
@@ -34,12 +38,7 @@ def log_final_artifact(mlflow, run_id: str, checkpoint) -> None:
     """Log the last checkpoint's adapter (config + safetensors, not the optimizer) as `adapter/`."""
     if checkpoint is None or mlflow.list_artifacts(run_id, "adapter"):
         return  # nothing to log, or logged already (the adapter is logged once per run)
-    from vtrlab.model.artifacts import CONFIG_NAME, WEIGHTS_NAME
-
     with checkpoint.as_directory() as directory, tempfile.TemporaryDirectory() as staging:
-        import shutil
-        from pathlib import Path
-
         for name in (CONFIG_NAME, WEIGHTS_NAME):
             shutil.copy(Path(directory) / name, Path(staging) / name)
         mlflow.log_artifacts(run_id, staging, artifact_path="adapter")

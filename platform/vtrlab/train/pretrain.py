@@ -18,8 +18,7 @@ from safetensors.torch import save_file
 
 from vtrlab.data import make_train_loader
 from vtrlab.model.factory import create_model
-from vtrlab.train.schedule import warmup_cosine
-from vtrlab.train.step import make_optimizer, training_step
+from vtrlab.train.local import train_in_process
 
 
 def pretrain_backbone(
@@ -36,21 +35,16 @@ def pretrain_backbone(
     """Train `backbone` on `split` of the synthetic dataset at `data`; write its weights to `out`."""
     torch.manual_seed(seed)
     encoder = create_model("full", backbone)
-    optimizer = make_optimizer(encoder, lr={"backbone": lr}, weight_decay=0.05)
     loader = make_train_loader(data, split, batch_size=batch_size, num_frames=1, max_words=32, seed=seed)
-    scheduler = warmup_cosine(optimizer, len(loader) * epochs, 0.05)
-    losses: list[float] = []
     with Progress(disable=not show_progress, transient=True) as progress:
         task = progress.add_task(f"pretraining {backbone} on {split}", total=epochs * len(loader))
-        for epoch in range(epochs):
-            loader.set_epoch(epoch)
-            for batch in loader:
-                losses.append(
-                    training_step(
-                        encoder, optimizer, batch["frames"], batch["frame_mask"], batch["tokens"], scheduler=scheduler
-                    )
-                )
-                progress.update(task, advance=1, description=f"pretraining {backbone}: loss {losses[-1]:.3f}")
+
+        def advance(loss: float) -> None:
+            progress.update(task, advance=1, description=f"pretraining {backbone}: loss {loss:.3f}")
+
+        losses = train_in_process(
+            encoder, loader, epochs, lr={"backbone": lr}, weight_decay=0.05, warmup_ratio=0.05, on_step=advance
+        )
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in encoder.clip.state_dict().items()}
