@@ -20,12 +20,19 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# The MLflow UI test drives Debian's Chromium headless (Playwright with executable_path, no browser download).
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null
+
 demo: $(STAMP)
 	$(BIN)/vtrlab quickstart
 
-test: $(STAMP)
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	VTRLAB_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

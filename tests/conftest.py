@@ -328,3 +328,71 @@ def synth_small(tmp_path_factory) -> str:
     out = tmp_path_factory.mktemp("synth") / "small"
     synth(str(out), size="small", seed=0)
     return str(out)
+
+
+# ------------------------------------------------------------------------------------------------
+# A finished sweep on the embedded stores: what compare, ui, pull, search and regress work on
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pretrained_backbone(synth_small, tmp_path_factory) -> str:
+    """vtr-tiny pretrained on the synthetic image set (the quickstart's backbone), as a safetensors file."""
+    from vtrlab.train.pretrain import pretrain_backbone
+
+    path = tmp_path_factory.mktemp("backbone") / "vtr-tiny-synthetic.safetensors"
+    return str(pretrain_backbone(synth_small, path, epochs=30, show_progress=False))
+
+
+WORKFLOW_SPEC = {
+    "name": "workflow",
+    "backbone": "vtr-tiny",
+    "benchmarks": ["synthetic"],
+    "train": {"epochs": 2, "batch_size": 32, "epoch_batches": 3, "eval_batch_size": 64, "workers": 1},
+    "methods": {
+        "zero-shot": {},
+        "bottleneck": {"knobs": {"width": 16}, "train": {"lr": 2e-3}},
+        "mv-adapter": {
+            "knobs": {"width": 16, "cmt_layers": [-2, -1]},
+            "train": {"lr": 2e-3},
+            "search": {"width": {"choice": [16, 32]}},
+        },
+    },
+    "budget": {"trials": 2, "max_concurrent": 1, "grace_period": 2, "reduction_factor": 2, "cpus_per_trial": 0.1},
+    "objective": {"metric": "t2v_R1", "mode": "max"},
+}
+
+
+@pytest.fixture(scope="session")
+def workflow(synth_small, pretrained_backbone, tmp_path_factory) -> dict:
+    """A finished sweep run by `vtrlab sweep` as a user runs it, on the embedded defaults (SQLite MLflow store
+    and file artifacts under its own VTRLAB_HOME, a private local Ray): zero-shot, bottleneck and two
+    MV-Adapter trials on the small synthetic benchmark with the pretrained tiny backbone; the best trial is
+    registered as `vtrlab-synthetic-vtr-tiny@champion`.
+
+    Keys: env (the user's environment), home, spec (path), tracking_uri, data (shards URL), weights,
+    model (registered model name), result (the sweep's CompletedProcess)."""
+    import yaml
+
+    from servers import run_vtrlab
+
+    root = tmp_path_factory.mktemp("workflow")
+    home = root / "home"
+    spec = {**WORKFLOW_SPEC, "weights": pretrained_backbone, "data": {"synthetic": synth_small}}
+    spec_path = root / "workflow.yaml"
+    spec_path.write_text(yaml.safe_dump(spec))
+    env = {**os.environ, "VTRLAB_HOME": str(home)}
+    for name in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS", "VTRLAB_TEST_FAIL_AT_EPOCH"):
+        env.pop(name, None)
+    result = run_vtrlab(["sweep", str(spec_path)], env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return {
+        "env": env,
+        "home": home,
+        "spec": spec_path,
+        "tracking_uri": f"sqlite:///{home / 'mlflow.db'}",
+        "data": synth_small,
+        "weights": pretrained_backbone,
+        "model": "vtrlab-synthetic-vtr-tiny",
+        "result": result,
+    }

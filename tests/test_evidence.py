@@ -10,7 +10,6 @@ from vtrlab.data import make_eval_loader, make_train_loader
 from vtrlab.model.factory import create_model
 from vtrlab.train.evaluate import evaluate
 from vtrlab.train.local import train_in_process
-from vtrlab.train.pretrain import pretrain_backbone
 
 pytestmark = pytest.mark.slow
 EPOCHS = 5
@@ -20,9 +19,8 @@ MARGIN = 6.0
 
 
 @pytest.fixture(scope="module")
-def pretrained(synth_small, tmp_path_factory) -> str:
-    path = tmp_path_factory.mktemp("backbone") / "vtr-tiny-synthetic.safetensors"
-    return str(pretrain_backbone(synth_small, path, epochs=30, show_progress=False))
+def pretrained(pretrained_backbone) -> str:
+    return pretrained_backbone
 
 
 def t2v_r1(method: str, knobs: dict, weights: str, data: str, epochs: int) -> float:

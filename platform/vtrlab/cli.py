@@ -1,4 +1,10 @@
-"""The `vtrlab` command line. Errors vtrlab raises on purpose print as one line (exit code 2)."""
+"""The `vtrlab` command line.
+
+Exit codes: 0 success; 1 a regression found by `vtrlab regress` (or an unexpected failure, with its
+traceback); 2 bad input (a spec, file, option or artifact that is wrong, named in one line); 3 something
+named that does not exist (an unknown model, version or alias, an experiment without runs, a benchmark
+without a champion).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ from rich.markup import escape
 from vtrlab.errors import VtrlabError
 from vtrlab.jobs_cli import jobs_app, submit_command
 from vtrlab.model.cli import model_app
+from vtrlab.report.cli import compare_command
 from vtrlab.sweep.cli import sweep_command
 from vtrlab.train.cli import train_command
 
@@ -25,6 +32,18 @@ app.command("train")(train_command)
 app.command("sweep")(sweep_command)
 app.command("submit")(submit_command)
 app.add_typer(jobs_app, name="jobs")
+app.command("compare")(compare_command)
+
+
+@app.command()
+def ui(
+    host: str = typer.Option("127.0.0.1", help="interface to listen on"),
+    port: int = typer.Option(5000, help="port"),
+) -> None:
+    """The MLflow UI on vtrlab's tracking store (MLFLOW_TRACKING_URI, else the local one)."""
+    from vtrlab.ui import run_ui
+
+    raise typer.Exit(run_ui(host, port))
 
 try:  # the data layer is optional at import time so `vtrlab model ...` works without its extras
     from vtrlab.data.cli import data_app
@@ -64,7 +83,7 @@ def main() -> None:
         app()
     except VtrlabError as err:
         Console(stderr=True).print(f"[bold red]error:[/] {escape(str(err))}", highlight=False)
-        sys.exit(2)
+        sys.exit(err.exit_code)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 
 class VtrlabError(Exception):
-    """Base class of every error vtrlab raises on purpose (the CLI prints these without a traceback)."""
+    """Base class of every error vtrlab raises on purpose (the CLI prints these without a traceback and exits
+    with `exit_code`: 2 for bad input, 3 for something named that does not exist)."""
+
+    exit_code = 2
 
 
 class ConfigError(VtrlabError, ValueError):
@@ -25,3 +28,9 @@ class DataError(VtrlabError):
 
 class StorageError(VtrlabError):
     """An object-store operation (s3:// or file://) that failed; the message names the bucket and key."""
+
+
+class NotFoundError(VtrlabError, LookupError):
+    """A named model, version, alias, experiment or champion that does not exist (exit code 3)."""
+
+    exit_code = 3

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from vtrlab import __version__
+from vtrlab.atomic import atomic_write
 from vtrlab.errors import ArtifactError
 from vtrlab.model.dual_encoder import VideoTextDualEncoder
 from vtrlab.model.factory import create_model
@@ -37,17 +37,6 @@ def file_sha256(path: Path) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def trainable_state_dict(encoder: VideoTextDualEncoder) -> dict[str, torch.Tensor]:
     """The tensors an artifact holds: every parameter that trains, detached, contiguous, on the CPU."""
     return {
@@ -60,7 +49,7 @@ def save_adapter(encoder: VideoTextDualEncoder, directory: str | os.PathLike, **
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     weights_path = directory / WEIGHTS_NAME
-    _atomic_write(weights_path, lambda tmp: save_file(trainable_state_dict(encoder), str(tmp)))
+    atomic_write(weights_path, lambda tmp: save_file(trainable_state_dict(encoder), str(tmp)))
     config = {
         "format_version": FORMAT_VERSION,
         "vtrlab_version": __version__,
@@ -72,7 +61,7 @@ def save_adapter(encoder: VideoTextDualEncoder, directory: str | os.PathLike, **
         **extra,
     }
     text = json.dumps(config, indent=2, sort_keys=True)
-    _atomic_write(directory / CONFIG_NAME, lambda tmp: tmp.write_text(text))
+    atomic_write(directory / CONFIG_NAME, lambda tmp: tmp.write_text(text))
     return directory
 
 

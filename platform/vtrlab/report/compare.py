@@ -1,0 +1,178 @@
+"""`vtrlab compare`: build the comparison of every method on every benchmark across sweeps, write it as
+Markdown, HTML (plots embedded), JSON and PNG, and log it to each sweep's parent run (`compare/`)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+from vtrlab.atomic import write_text_atomic
+from vtrlab.paths import vtrlab_home
+from vtrlab.report.collect import TrialRecord, collect_trials
+from vtrlab.report.plots import learning_curves, pareto_plot
+from vtrlab.report.references import references_for
+from vtrlab.report.table import MEASURED, ComparisonRow, best_rows, html_table, markdown_table, reference_rows
+from vtrlab.tracking.runs import client as mlflow_client
+
+ARTIFACT_DIR = "compare"
+HTML_STYLE = (
+    "body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;font-size:14px}"
+    "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:nth-child(-n+3),th:nth-child(-n+3)"
+    "{text-align:left}tr.reported{color:#777;font-style:italic}img{max-width:100%}"
+)
+
+
+@dataclass
+class Comparison:
+    """What `vtrlab compare` found and wrote."""
+
+    title: str
+    tracking_uri: str
+    experiments: list[str]
+    trials: list[TrialRecord]
+    rows: list[ComparisonRow]  # measured best per (benchmark, method), then reported references
+    files: dict[str, Path] = field(default_factory=dict)
+    logged_to: list[str] = field(default_factory=list)  # parent run ids
+
+    @property
+    def measured(self) -> list[ComparisonRow]:
+        return [row for row in self.rows if row.kind == MEASURED]
+
+    def to_json(self) -> dict:
+        return {
+            "title": self.title,
+            "tracking_uri": self.tracking_uri,
+            "experiments": self.experiments,
+            "rows": [row.to_dict() for row in self.rows],
+            "trials": [
+                {
+                    "run_id": t.run_id,
+                    "run_name": t.run_name,
+                    "experiment": t.experiment,
+                    "sweep": t.sweep,
+                    "benchmark": t.benchmark,
+                    "method": t.method,
+                    "metrics": t.metrics,
+                    "hours": t.hours,
+                    "gpu_hours": t.gpu_hours,
+                    "stopped_early": t.stopped_early,
+                }
+                for t in self.trials
+            ],
+            "files": {k: str(v) for k, v in self.files.items()},
+            "logged_to": self.logged_to,
+        }
+
+
+def build_comparison(
+    client: MlflowClient, experiments: list[str] | None = None, benchmark: str | None = None
+) -> Comparison:
+    """Collect the trials and build the rows; raises NotFoundError for unknown or empty experiments."""
+    trials = collect_trials(client, experiments, benchmark)
+    measured = best_rows(trials)
+    benchmarks = {row.benchmark for row in measured}
+    names = sorted({t.experiment for t in trials})
+    title = f"vtrlab comparison: {', '.join(names)}" + (f" ({benchmark})" if benchmark else "")
+    rows = measured + reference_rows(references_for(benchmarks))
+    return Comparison(title, client.tracking_uri, names, trials, rows)
+
+
+def _markdown(comparison: Comparison, pictures: dict[str, str]) -> str:
+    reported = reference_rows(references_for(None))
+    lines = [
+        f"# {comparison.title}",
+        "",
+        f"Tracking store: `{comparison.tracking_uri}`. Measured rows: the best trial by T2V R@1 per benchmark "
+        "and method (R@k in %, ranks 1-based); GPU-h and wall-h sum every trial of the method on the "
+        "benchmark. Reported rows (*italic*) are the papers' numbers, not measured here.",
+        "",
+        markdown_table(comparison.rows),
+        "",
+        "## R@1 against trainable parameters",
+        "",
+        f"![Pareto plot]({pictures['pareto']})",
+        "",
+        "## Learning curves",
+        "",
+        f"![learning curves]({pictures['curves']})",
+        "",
+        "## Reported in the papers (all benchmarks; not measured)",
+        "",
+        markdown_table(reported),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _html(comparison: Comparison, pngs: dict[str, Path]) -> str:
+    def embedded(path: Path) -> str:
+        return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+
+    reported = reference_rows(references_for(None))
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(comparison.title)}</title>"
+        f"<style>{HTML_STYLE}</style></head><body><h1>{html.escape(comparison.title)}</h1>"
+        f"<p>Tracking store: <code>{html.escape(comparison.tracking_uri)}</code>. Measured rows: the best trial "
+        "by T2V R@1 per benchmark and method; GPU-h and wall-h sum every trial of the method on the benchmark. "
+        "Reported "
+        "rows (grey, italic) are the papers' numbers, not measured here.</p>"
+        f"{html_table(comparison.rows)}<h2>R@1 against trainable parameters</h2>"
+        f"<img alt='Pareto plot' src='{embedded(pngs['pareto'])}'><h2>Learning curves</h2>"
+        f"<img alt='learning curves' src='{embedded(pngs['curves'])}'>"
+        f"<h2>Reported in the papers (all benchmarks; not measured)</h2>{html_table(reported)}</body></html>"
+    )
+
+
+def write_report(comparison: Comparison, out: Path) -> dict[str, Path]:
+    """Write comparison.{md,html,json}, pareto.png and learning_curves.png into `out` (each file atomically)."""
+    out.mkdir(parents=True, exist_ok=True)
+    measured_refs = [row for row in comparison.rows if row.kind != MEASURED]
+    pngs = {
+        "pareto": pareto_plot(comparison.trials, measured_refs, out / "pareto.png"),
+        "curves": learning_curves(comparison.trials, out / "learning_curves.png"),
+    }
+    files = {
+        "markdown": write_text_atomic(
+            out / "comparison.md", _markdown(comparison, {k: v.name for k, v in pngs.items()})
+        ),
+        "html": write_text_atomic(out / "comparison.html", _html(comparison, pngs)),
+        **pngs,
+    }
+    comparison.files = files
+    files["json"] = write_text_atomic(out / "comparison.json", json.dumps(comparison.to_json(), indent=2))
+    return files
+
+
+def log_to_parent_runs(client: MlflowClient, comparison: Comparison) -> list[str]:
+    """Log the report files under `compare/` of every sweep parent run whose trials are in the comparison."""
+    parents = sorted({t.parent_run_id for t in comparison.trials if t.parent_run_id})
+    for run_id in parents:
+        for path in comparison.files.values():
+            client.log_artifact(run_id, str(path), ARTIFACT_DIR)
+        client.set_tag(run_id, "vtrlab.compared_at", time.strftime("%Y-%m-%dT%H:%M:%S"))
+    comparison.logged_to = parents
+    return parents
+
+
+def compare(
+    experiments: list[str] | None = None,
+    benchmark: str | None = None,
+    out: str | Path | None = None,
+    tracking_uri: str | None = None,
+    log: bool = True,
+) -> Comparison:
+    """Build, write and (with `log`) log the comparison; returns it with its files and parent runs."""
+    client = mlflow_client(tracking_uri)
+    comparison = build_comparison(client, experiments, benchmark)
+    write_report(comparison, Path(out) if out else vtrlab_home() / "reports" / "compare")
+    if log:
+        log_to_parent_runs(client, comparison)
+        json_path = comparison.files["json"]
+        write_text_atomic(json_path, json.dumps(comparison.to_json(), indent=2))  # now with logged_to
+    return comparison
