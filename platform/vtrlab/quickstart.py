@@ -1,8 +1,10 @@
 """`vtrlab quickstart` (what `make demo` runs): synthetic data, a pretrained tiny backbone, the quickstart
-sweep, a registered champion, and the comparison table. A second run reuses what already exists."""
+sweep, a registered champion, and the comparison report. A second run reuses what already exists (the data,
+the backbone and the finished sweep); `--fresh` runs the sweep again."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from rich.console import Console
@@ -13,11 +15,25 @@ from vtrlab.tracking.store import tracking_uri
 SPEC = Path(__file__).resolve().parents[2] / "sweeps" / "quickstart.yaml"
 
 
+def sweep_finished(runner) -> bool:
+    """Whether `runner`'s sweep ran to the end: every (benchmark, method) done and the best registered."""
+    from vtrlab.sweep.driver import DONE_MARKER
+
+    state = runner.root / "state.json"
+    if not state.is_file() or not json.loads(state.read_text()).get("registered"):
+        return False
+    pairs = [(b, m) for b in runner.spec.benchmarks for m in runner.spec.methods]
+    return all((runner.root / f"{b}__{m}" / DONE_MARKER).is_file() for b, m in pairs)
+
+
 def quickstart(address: str | None = None, size: str = "small", fresh: bool = False):
     """Run the whole quickstart on embedded defaults; returns the sweep outcome."""
     from vtrlab.data import read_manifest, synth
+    from vtrlab.report.cli import print_comparison
+    from vtrlab.report.compare import compare
     from vtrlab.sweep.cli import print_sweep_outcome
     from vtrlab.sweep.driver import SweepRunner
+    from vtrlab.tracking.registry import registered_model_name
     from vtrlab.train.pretrain import pretrain_backbone
 
     console = Console()
@@ -25,30 +41,44 @@ def quickstart(address: str | None = None, size: str = "small", fresh: bool = Fa
     data = home / "data" / "synthetic"
     weights = home / "backbones" / f"vtr-tiny-synthetic-{size}.safetensors"
     console.rule("[bold]vtrlab quickstart")
+    steps = 5
     console.print(f"home: {home}  (set VTRLAB_HOME to move it)\nMLflow: {tracking_uri()}")
 
     try:
         read_manifest(str(data))
-        console.print(f"[green]1/4[/] synthetic benchmark already at {data}")
+        console.print(f"[green]1/{steps}[/] synthetic benchmark already at {data}")
     except Exception:
-        console.print(f"[cyan]1/4[/] synthesising the temporal benchmark ({size}) at {data}")
+        console.print(f"[cyan]1/{steps}[/] synthesising the temporal benchmark ({size}) at {data}")
         synth(str(data), size=size, seed=0)
 
     if weights.is_file() and not fresh:
-        console.print(f"[green]2/4[/] pretrained tiny backbone already at {weights}")
+        console.print(f"[green]2/{steps}[/] pretrained tiny backbone already at {weights}")
     else:
-        console.print("[cyan]2/4[/] pretraining the tiny CLIP on the synthetic image set (then it stays frozen)")
+        console.print(f"[cyan]2/{steps}[/] pretraining the tiny CLIP on the synthetic image set (then it stays frozen)")
         pretrain_backbone(str(data), weights)
 
-    console.print("[cyan]3/4[/] running sweeps/quickstart.yaml (Ray Tune + Optuna + ASHA, one Ray Train run a trial)")
     runner = SweepRunner(
         SPEC, address=address, overrides={"weights": str(weights), "data": {"synthetic": str(data)}}, quiet=True
     )
+    runner.resume = sweep_finished(runner) and not fresh
+    if runner.resume:
+        console.print(f"[green]3/{steps}[/] the quickstart sweep already ran ({runner.root}); `--fresh` runs it again")
+    else:
+        console.print(
+            f"[cyan]3/{steps}[/] running sweeps/quickstart.yaml (Ray Tune + Optuna + ASHA, one Ray Train run a trial)"
+        )
     outcome = runner.run()
-    console.print("[cyan]4/4[/] results")
     print_sweep_outcome(outcome)
+    console.print(f"[cyan]4/{steps}[/] comparing the methods (table, Pareto plot, learning curves -> MLflow)")
+    comparison = compare([outcome.experiment])
+    print_comparison(comparison, console)
+    model = registered_model_name("synthetic", runner.spec.backbone)
+    console.print(f"[cyan]5/{steps}[/] next steps")
     console.print(
-        "\nCompare the trials in the MLflow UI:  "
-        f"[bold]mlflow ui --backend-store-uri {tracking_uri()}[/]  (then open http://127.0.0.1:5000)"
+        f"  browse and compare the runs:  [bold]vtrlab ui[/]  (MLflow UI on {tracking_uri()})\n"
+        f"  pull the champion adapter:    [bold]vtrlab pull {model}@champion --out adapters/quickstart[/]\n"
+        f"  search the test videos:       [bold]vtrlab search --model {model}@champion --shards {data} "
+        '--query "a red circle moves right then a blue square appears"[/]\n'
+        "  regression check:             [bold]vtrlab regress sweeps/regression-quickstart.yaml --champions-only[/]"
     )
     return outcome

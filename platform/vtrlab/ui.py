@@ -24,7 +24,7 @@ def ui_command_line(uri: str, host: str, port: int) -> list[str]:
 def experiment_links(base: str, uri: str) -> list[tuple[str, str]]:
     """(name, URL) of every experiment in the store, newest first."""
     experiments = mlflow_client(uri).search_experiments(order_by=["creation_time DESC"])
-    return [(e.name, f"{base}/#/experiments/{e.experiment_id}") for e in experiments if e.name != "Default"]
+    return [(e.name, f"{base}/#/experiments/{e.experiment_id}/runs") for e in experiments if e.name != "Default"]
 
 
 def run_ui(host: str = "127.0.0.1", port: int = 5000) -> int:
