@@ -1,13 +1,14 @@
 """Retrieval evaluation over a benchmark split, sharded across data-parallel ranks.
 
-Each rank encodes the videos its eval loader yields and all of their captions; the embeddings are
-gathered in rank order (which is the manifest order) and every rank computes the same metrics
-(`vtrlab.train.metrics`, multi-caption protocol included).
+Each rank encodes the videos its eval loader yields and all of their captions (`encode_split`, shared with
+`vtrlab search`); the embeddings are gathered in rank order (which is the manifest order) and every rank
+computes the same metrics (`vtrlab.train.metrics`, multi-caption protocol included).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, fields, replace
 
 import torch
 import torch.distributed as dist
@@ -17,6 +18,57 @@ from vtrlab.train.metrics import retrieval_metrics
 from vtrlab.train.step import autocast_for
 
 TEXT_CHUNK = 16  # texts per pooling call for text-conditioned heads (memory ~ chunk x videos x frames)
+
+
+@dataclass(frozen=True)
+class VideoEmbeddings:
+    """Encoded videos: their embeddings `embedding` [V, D], or, for a text-conditioned video head (which pools
+    once per query text), their frame features `frame_emb` [V, F, D], `frame_mask` [V, F] and `patch_emb`
+    [V, F, P, D] (None when the head needs no patch tokens), pooled by `score_videos`."""
+
+    embedding: torch.Tensor | None = None
+    frame_emb: torch.Tensor | None = None
+    frame_mask: torch.Tensor | None = None
+    patch_emb: torch.Tensor | None = None
+
+    @property
+    def text_conditioned(self) -> bool:
+        return self.embedding is None
+
+    def __len__(self) -> int:
+        return len(self.embedding if self.embedding is not None else self.frame_emb)
+
+    def tensors(self) -> list[torch.Tensor]:
+        """The tensors held, in field order (what `with_tensors` takes back, e.g. after a gather)."""
+        return [value for value in (getattr(self, f.name) for f in fields(self)) if value is not None]
+
+    def with_tensors(self, tensors: list[torch.Tensor]) -> VideoEmbeddings:
+        names = [f.name for f in fields(self) if getattr(self, f.name) is not None]
+        return replace(self, **dict(zip(names, tensors, strict=True)))
+
+    def select(self, rows: torch.Tensor | list[int]) -> VideoEmbeddings:
+        """The videos at `rows`, in that order."""
+        index = torch.as_tensor(rows, dtype=torch.long)
+        return self.with_tensors([t[index.to(t.device)] for t in self.tensors()])
+
+    def to(self, device: torch.device | str) -> VideoEmbeddings:
+        return self.with_tensors([t.to(device) for t in self.tensors()])
+
+
+@dataclass(frozen=True)
+class SplitEmbeddings:
+    """One pass of `encode_split` over an eval loader: caption embeddings `text` [N, D] (empty unless asked
+    for), the row of each caption's video `owner` [N], the videos, and their ids and captions in order."""
+
+    text: torch.Tensor
+    owner: torch.Tensor
+    videos: VideoEmbeddings
+    video_ids: list[str]
+    captions: list[list[str]]
+
+    @property
+    def num_videos(self) -> int:
+        return len(self.video_ids)
 
 
 def _gather(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -29,26 +81,31 @@ def _gather(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     return [torch.cat([rank_tensors[i] for rank_tensors in everyone]) for i in range(len(tensors))]
 
 
-def _similarity_text_conditioned(
-    encoder: VideoTextDualEncoder, text: torch.Tensor, frame_emb, frame_mask, patch_emb
-) -> torch.Tensor:
-    rows = []
-    for start in range(0, len(text), TEXT_CHUNK):
-        chunk = text[start : start + TEXT_CHUNK]
-        videos = encoder.pool_video(frame_emb, frame_mask, patch_emb, text_emb=chunk)  # [T, V, D]
-        rows.append(encoder.similarity(chunk, videos))
-    return torch.cat(rows)
+def _cat(parts: list[torch.Tensor | None], empty: torch.Tensor) -> torch.Tensor | None:
+    if not parts:
+        return empty
+    return None if parts[0] is None else torch.cat(parts)
 
 
 @torch.no_grad()
-def evaluate(
-    encoder: VideoTextDualEncoder, loader: Iterable[dict], device: torch.device | str = "cpu"
-) -> dict[str, float]:
-    """T2V/V2T R@1/5/10, MdR, MnR and R@Sum of `encoder` on every video the loaders of all ranks yield."""
+def encode_split(
+    encoder: VideoTextDualEncoder,
+    loader: Iterable[dict],
+    device: torch.device | str = "cpu",
+    texts: bool = True,
+) -> SplitEmbeddings:
+    """Encode every video an eval loader yields, batch by batch, and (with `texts`) all of their captions.
+
+    Query-agnostic heads give one embedding per video; a text-conditioned head (RAP with
+    selection='text-conditioned') keeps the frame features instead, to pool per text in `score_videos`.
+    Everything returned is on the CPU.
+    """
     encoder.eval()
     device = torch.device(device)
     conditioned = encoder.video_head.text_conditioned
-    videos, texts, owners, features = [], [], [], []
+    videos, frame_embs, masks, patch_embs, text_rows, owners = [], [], [], [], [], []
+    video_ids: list[str] = []
+    captions: list[list[str]] = []
     seen = 0
     for batch in loader:
         frames = batch["frames"].to(device, non_blocking=True)
@@ -56,28 +113,62 @@ def evaluate(
         with autocast_for(device):
             if conditioned:
                 frame_emb, patch_emb, mask = encoder.frame_features(frames, mask)
-                features.append((frame_emb.float().cpu(), mask.cpu(), patch_emb.float().cpu()))
+                frame_embs.append(frame_emb.float().cpu())
+                masks.append(mask.cpu())
+                patch_embs.append(patch_emb.float().cpu() if patch_emb is not None else None)
             else:
                 videos.append(encoder.encode_video(frames, mask).cpu())
-            texts.append(encoder.encode_text(batch["tokens"].to(device)).cpu())
+            if texts:
+                text_rows.append(encoder.encode_text(batch["tokens"].to(device)).cpu())
         owners.append(batch["caption_video_index"].cpu() + seen)
+        video_ids.extend(batch["video_id"])
+        captions.extend(list(c) for c in batch["captions"])
         seen += len(frames)
-    text = torch.cat(texts) if texts else torch.empty(0, encoder.embed_dim)
-    owner = torch.cat(owners) if owners else torch.empty(0, dtype=torch.long)
-    counts = _gather([torch.tensor([seen])])[0]
-    offsets = torch.cumsum(counts, 0) - counts
-    rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-    owner = owner + offsets[rank]
     if conditioned:
-        frame_emb = torch.cat([f[0] for f in features]) if features else torch.empty(0)
-        mask = torch.cat([f[1] for f in features]) if features else torch.empty(0, dtype=torch.bool)
-        patch_emb = torch.cat([f[2] for f in features]) if features else torch.empty(0)
-        text, owner, frame_emb, mask, patch_emb = _gather([text, owner, frame_emb, mask, patch_emb])
-        sim = _similarity_text_conditioned(
-            encoder, text.to(device), frame_emb.to(device), mask.to(device), patch_emb.to(device)
+        encoded = VideoEmbeddings(
+            frame_emb=_cat(frame_embs, torch.empty(0)),
+            frame_mask=_cat(masks, torch.empty(0, dtype=torch.bool)),
+            patch_emb=_cat(patch_embs, torch.empty(0)),
         )
     else:
-        video = torch.cat(videos) if videos else torch.empty(0, encoder.embed_dim)
-        text, owner, video = _gather([text, owner, video])
-        sim = text @ video.T
+        encoded = VideoEmbeddings(embedding=_cat(videos, torch.empty(0, encoder.embed_dim)))
+    return SplitEmbeddings(
+        text=torch.cat(text_rows) if text_rows else torch.empty(0, encoder.embed_dim),
+        owner=torch.cat(owners) if owners else torch.empty(0, dtype=torch.long),
+        videos=encoded,
+        video_ids=video_ids,
+        captions=captions,
+    )
+
+
+@torch.no_grad()
+def score_videos(encoder: VideoTextDualEncoder, text: torch.Tensor, videos: VideoEmbeddings) -> torch.Tensor:
+    """Similarities [T, V] of texts [T, D] to encoded videos (pooled per text, in chunks, for a
+    text-conditioned head); computed where the tensors are."""
+    if not videos.text_conditioned:
+        return encoder.similarity(text, videos.embedding)
+    rows = []
+    for start in range(0, len(text), TEXT_CHUNK):
+        chunk = text[start : start + TEXT_CHUNK]
+        pooled = encoder.pool_video(videos.frame_emb, videos.frame_mask, videos.patch_emb, text_emb=chunk)  # [T, V, D]
+        rows.append(encoder.similarity(chunk, pooled))
+    return torch.cat(rows) if rows else text.new_zeros((0, len(videos)))
+
+
+@torch.no_grad()
+def evaluate(
+    encoder: VideoTextDualEncoder, loader: Iterable[dict], device: torch.device | str = "cpu"
+) -> dict[str, float]:
+    """T2V/V2T R@1/5/10, MdR, MnR and R@Sum of `encoder` on every video the loaders of all ranks yield."""
+    device = torch.device(device)
+    local = encode_split(encoder, loader, device)
+    counts = _gather([torch.tensor([local.num_videos])])[0]
+    offsets = torch.cumsum(counts, 0) - counts
+    rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    owner = local.owner + offsets[rank]
+    text, owner, *video_tensors = _gather([local.text, owner, *local.videos.tensors()])
+    videos = local.videos.with_tensors(video_tensors)
+    if videos.text_conditioned:  # pooling per text runs on the device; a dot product does not need to
+        text, videos = text.to(device), videos.to(device)
+    sim = score_videos(encoder, text, videos)
     return retrieval_metrics(sim.float().cpu(), owner)

@@ -1,0 +1,237 @@
+"""`pull`: copy a registered adapter version to a directory, verified, with a `registry.json` saying where it
+came from. The registry is only read. The copy is staged next to the destination and renamed into place, so
+a failed pull leaves nothing half-written and a re-pull replaces an earlier one whole."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+from vtrlab.errors import ArtifactError, ConfigError
+from vtrlab.hub.reference import ModelReference, resolve_version
+from vtrlab.hub.verify import verify_backbone, verify_checksum
+
+if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion
+    from mlflow.tracking import MlflowClient
+    from torch import nn
+
+    from vtrlab.model.backbone import BackboneInfo
+
+REGISTRY_NAME = "registry.json"
+PULL_FORMAT = "vtrlab-pull/1"
+
+
+@dataclass(frozen=True)
+class PulledAdapter:
+    """A verified local copy of a registered adapter version (what `registry.json` records)."""
+
+    path: Path
+    model: str
+    version: str
+    aliases: list[str]
+    run_id: str
+    source: str
+    method: str
+    knobs: dict[str, Any]
+    backbone: dict[str, Any]
+    weights_sha256: str
+    verified_weights: str | None
+    metrics: dict[str, float] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    run_params: dict[str, str] = field(default_factory=dict)
+    tracking_uri: str = ""
+    pulled_at: str = ""
+
+    @property
+    def reference(self) -> str:
+        return f"{self.model}/{self.version}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": PULL_FORMAT, **asdict(self), "path": str(self.path)}
+
+    @classmethod
+    def read(cls, directory: str | os.PathLike) -> PulledAdapter:
+        """The `registry.json` of a pulled directory; ArtifactError when it is missing or unreadable."""
+        path = Path(directory) / REGISTRY_NAME
+        try:
+            data = json.loads(path.read_text())
+            names = {f.name for f in fields(cls)}
+            return cls(**{**{k: v for k, v in data.items() if k in names}, "path": Path(directory)})
+        except (OSError, ValueError, TypeError) as err:
+            raise ArtifactError(f"{path}: not a readable {REGISTRY_NAME} of a vtrlab pull ({err})") from err
+
+
+def open_registry(tracking_uri: str | None = None) -> tuple[MlflowClient, str]:
+    """(client, uri) for `tracking_uri`, else MLFLOW_TRACKING_URI, else the embedded store."""
+    from mlflow.tracking import MlflowClient
+
+    from vtrlab.tracking.store import check_tracking_server
+    from vtrlab.tracking.store import tracking_uri as default_uri
+
+    uri = tracking_uri or default_uri()
+    check_tracking_server(uri)
+    return MlflowClient(tracking_uri=uri), uri
+
+
+def pull(
+    reference: str | ModelReference,
+    out_dir: str | os.PathLike,
+    weights: str | os.PathLike | None = None,
+    tracking_uri: str | None = None,
+) -> PulledAdapter:
+    """Download the version `reference` names into `out_dir`, verify its checksum and backbone fingerprint
+    (with `weights`, default the recorded ones) and write `registry.json` beside it."""
+    client, uri = open_registry(tracking_uri)
+    pulled, _ = pull_version(client, uri, resolve_version(client, reference), out_dir, weights)
+    return pulled
+
+
+def pull_version(
+    client: MlflowClient,
+    uri: str,
+    version: ModelVersion,
+    out_dir: str | os.PathLike,
+    weights: str | os.PathLike | None = None,
+) -> tuple[PulledAdapter, tuple[nn.Module, BackboneInfo]]:
+    """Pull a resolved version (see `pull`); also returns the verified backbone, so a caller can build the
+    model without loading it twice."""
+    from vtrlab.model.artifacts import read_adapter_config
+
+    out = Path(out_dir).expanduser().absolute()
+    _check_destination(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.pull-"))
+    try:
+        directory = _download(version, staging / "download", uri)
+        origin = f"{version.name} version {version.version} ({version.source})"
+        try:
+            config = read_adapter_config(directory)
+        except ArtifactError as err:
+            raise ArtifactError(f"{origin}: {err}") from err
+        checksum = verify_checksum(directory, config, origin)
+        backbone = verify_backbone(config, weights, origin)
+        pulled = PulledAdapter(
+            path=out,
+            model=version.name,
+            version=str(version.version),
+            aliases=sorted(version.aliases or []),
+            run_id=version.run_id or "",
+            source=version.source,
+            method=config["method"],
+            knobs=config["knobs"],
+            backbone=config["backbone"],
+            weights_sha256=checksum,
+            verified_weights=backbone[1].weights,
+            metrics=version_metrics(version.tags),
+            tags=dict(version.tags),
+            run_params=_run_params(client, version.run_id),
+            tracking_uri=_public_uri(uri),
+            pulled_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+        (directory / REGISTRY_NAME).write_text(json.dumps(pulled.to_dict(), indent=2, sort_keys=True))
+        _move_into_place(directory, out, staging)
+        return pulled, backbone
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def version_metrics(tags: dict[str, str]) -> dict[str, float]:
+    """The `metric.<name>` tags a registered version carries, as numbers."""
+    metrics = {}
+    for key, value in tags.items():
+        if key.startswith("metric."):
+            try:
+                metrics[key.removeprefix("metric.")] = float(value)
+            except ValueError:
+                continue
+    return metrics
+
+
+def _check_destination(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: exists and is not a directory; choose another --out")
+    if out.is_dir() and any(out.iterdir()) and not (out / REGISTRY_NAME).is_file():
+        raise ConfigError(
+            f"{out}: not empty and not an earlier pull (no {REGISTRY_NAME}); choose another --out or empty it"
+        )
+
+
+def _download(version: ModelVersion, destination: Path, uri: str) -> Path:
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+
+    destination.mkdir()
+    try:
+        with _no_progress_bar():
+            local = Path(
+                mlflow.artifacts.download_artifacts(
+                    artifact_uri=version.source, dst_path=str(destination), tracking_uri=uri
+                )
+            )
+    except (MlflowException, OSError) as err:
+        raise ArtifactError(
+            f"{version.name} version {version.version}: cannot download its artifact {version.source} ({err})"
+        ) from err
+    if not local.is_dir():
+        raise ArtifactError(
+            f"{version.name} version {version.version}: {version.source} is a file, not an adapter directory"
+        )
+    return local
+
+
+@contextmanager
+def _no_progress_bar() -> Iterator[None]:
+    """MLflow's download progress bar off (unless the user set MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR)."""
+    name = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    if name in os.environ:
+        yield
+        return
+    os.environ[name] = "false"
+    try:
+        yield
+    finally:
+        os.environ.pop(name, None)
+
+
+def _move_into_place(directory: Path, out: Path, staging: Path) -> None:
+    _check_destination(out)  # again: another process may have written there meanwhile
+    if not out.exists():
+        os.rename(directory, out)
+        return
+    previous = staging / "previous"
+    os.rename(out, previous)
+    try:
+        os.rename(directory, out)
+    except BaseException:
+        os.rename(previous, out)
+        raise
+
+
+def _run_params(client: MlflowClient, run_id: str | None) -> dict[str, str]:
+    from mlflow.exceptions import MlflowException
+
+    if not run_id:
+        return {}
+    try:
+        return dict(client.get_run(run_id).data.params)
+    except MlflowException:
+        return {}  # the run was deleted; the version still stands on its own
+
+
+def _public_uri(uri: str) -> str:
+    """`uri` without a password, if it carries one."""
+    parsed = urlparse(uri)
+    if not parsed.password:
+        return uri
+    host = parsed.hostname or ""
+    return parsed._replace(netloc=f"{parsed.username}:***@{host}" + (f":{parsed.port}" if parsed.port else "")).geturl()

@@ -1,0 +1,188 @@
+"""Retrieval with a loaded encoder over a benchmark split's shards: text -> videos and video -> texts.
+
+The split is encoded once (`vtrlab.train.evaluate.encode_split`, batched, as evaluation does) into a
+`RetrievalIndex`; queries are tokenised like the loader's captions. Text-conditioned video heads pool the
+videos once per query text (`score_videos`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from vtrlab.errors import ConfigError, NotFoundError
+from vtrlab.hub.pull import PulledAdapter
+from vtrlab.model.dual_encoder import VideoTextDualEncoder
+from vtrlab.train.evaluate import SplitEmbeddings, encode_split, score_videos
+from vtrlab.train.step import autocast_for
+
+DEFAULT_EVAL_BATCH = 64
+
+
+@dataclass(frozen=True)
+class VideoHit:
+    """A video found for a text: its rank (1 = best), cosine similarity, id and captions."""
+
+    rank: int
+    score: float
+    video_id: str
+    captions: list[str]
+
+
+@dataclass(frozen=True)
+class CaptionHit:
+    """A caption found for a video: rank, similarity, the caption, its own video and whether that is the
+    queried video."""
+
+    rank: int
+    score: float
+    caption: str
+    video_id: str
+    own: bool
+
+
+@dataclass(frozen=True)
+class RetrievalSettings:
+    """How the split is read: frames per clip, words per caption, videos per batch."""
+
+    num_frames: int
+    max_words: int
+    batch_size: int
+
+
+def retrieval_settings(pulled: PulledAdapter, url: str) -> RetrievalSettings:
+    """What the adapter was evaluated with: the run's `num_frames`, `max_words`, `eval_batch_size` params,
+    else (as TrainSpec resolves them) its benchmark card's, else the card in the shards' manifest."""
+    params = pulled.run_params
+    frames, words = _int(params.get("num_frames")), _int(params.get("max_words"))
+    if frames is None or words is None:
+        card = _card(pulled, url)
+        frames, words = frames or int(card["num_frames"]), words or int(card["max_words"])
+    return RetrievalSettings(frames, words, _int(params.get("eval_batch_size")) or DEFAULT_EVAL_BATCH)
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value not in (None, "", "None") else None
+    except ValueError:
+        return None
+
+
+def _card(pulled: PulledAdapter, url: str) -> dict:
+    from vtrlab.data import load_card, read_manifest
+
+    benchmark = pulled.tags.get("benchmark") or pulled.run_params.get("benchmark")
+    if benchmark:
+        try:
+            return load_card(benchmark).model_dump()
+        except ConfigError:
+            pass  # a benchmark without a bundled card: its shards carry one
+    card = read_manifest(url).get("card") or {}
+    if not card.get("num_frames") or not card.get("max_words"):
+        raise ConfigError(
+            f"{url}: manifest has no card with num_frames and max_words, and {pulled.reference} records none"
+        )
+    return card
+
+
+class RetrievalIndex:
+    """A split encoded once by `encoder`, answering text -> video and video -> text queries."""
+
+    def __init__(
+        self,
+        encoder: VideoTextDualEncoder,
+        embeddings: SplitEmbeddings,
+        *,
+        url: str,
+        split: str,
+        max_words: int,
+        device: torch.device | str = "cpu",
+    ):
+        self.encoder, self.url, self.split, self.max_words = encoder, url, split, max_words
+        self.device = torch.device(device)
+        self.embeddings = embeddings
+        self.videos = embeddings.videos.to(self.device)
+        self.rows = {video_id: row for row, video_id in enumerate(embeddings.video_ids)}
+
+    @classmethod
+    def build(
+        cls,
+        encoder: VideoTextDualEncoder,
+        url: str,
+        split: str = "test",
+        *,
+        settings: RetrievalSettings,
+        device: torch.device | str = "cpu",
+        texts: bool = True,
+    ) -> RetrievalIndex:
+        """Encode every video of `split` at `url` (and, with `texts`, every caption, for video -> text)."""
+        from vtrlab.data import make_eval_loader
+
+        loader = make_eval_loader(
+            url, split, batch_size=settings.batch_size, num_frames=settings.num_frames, max_words=settings.max_words
+        )
+        embeddings = encode_split(encoder, loader, device, texts=texts)
+        return cls(encoder, embeddings, url=url, split=split, max_words=settings.max_words, device=device)
+
+    @property
+    def video_ids(self) -> list[str]:
+        return self.embeddings.video_ids
+
+    @torch.no_grad()
+    def encode_queries(self, queries: list[str]) -> torch.Tensor:
+        """Text embeddings [Q, D] of `queries`, tokenised as the loader tokenises captions."""
+        from vtrlab.model.tokenizer import tokenize
+
+        blank = [q for q in queries if not q.strip()]
+        if blank or not queries:
+            raise ConfigError("the query text is empty; pass words to search for, e.g. --query 'a red square'")
+        tokens = tokenize(queries, self.max_words).long().to(self.device)
+        with autocast_for(self.device):
+            return self.encoder.encode_text(tokens).float()
+
+    @torch.no_grad()
+    def text_scores(self, queries: list[str]) -> torch.Tensor:
+        """Similarities [Q, V] of each query to every video of the split (on the CPU)."""
+        return score_videos(self.encoder, self.encode_queries(queries), self.videos).float().cpu()
+
+    def text_to_videos(self, query: str, k: int = 5) -> list[VideoHit]:
+        """The `k` videos most similar to `query`, best first."""
+        scores = self.text_scores([query])[0]
+        top = torch.topk(scores, min(_check_k(k), len(scores)))
+        return [
+            VideoHit(rank, float(score), self.video_ids[row], list(self.embeddings.captions[row]))
+            for rank, (score, row) in enumerate(zip(top.values.tolist(), top.indices.tolist(), strict=True), 1)
+        ]
+
+    @torch.no_grad()
+    def video_to_texts(self, video_id: str, k: int = 5) -> list[CaptionHit]:
+        """The `k` captions of the split most similar to video `video_id`, best first."""
+        row = self.row(video_id)
+        if len(self.embeddings.text) != len(self.embeddings.owner):
+            raise ConfigError("this index was built without caption embeddings (texts=False); rebuild it with texts")
+        text = self.embeddings.text.to(self.device)
+        scores = score_videos(self.encoder, text, self.videos.select([row]))[:, 0].float().cpu()
+        top = torch.topk(scores, min(_check_k(k), len(scores)))
+        captions = [c for cs in self.embeddings.captions for c in cs]
+        owner = self.embeddings.owner.tolist()
+        return [
+            CaptionHit(rank, float(score), captions[i], self.video_ids[owner[i]], owner[i] == row)
+            for rank, (score, i) in enumerate(zip(top.values.tolist(), top.indices.tolist(), strict=True), 1)
+        ]
+
+    def row(self, video_id: str) -> int:
+        """The index of `video_id` in the split; NotFoundError naming the id, split and shards."""
+        if video_id not in self.rows:
+            examples = ", ".join(self.video_ids[:5])
+            raise NotFoundError(
+                f"video {video_id!r} is not in split {self.split!r} of {self.url} "
+                f"({len(self.video_ids)} videos, e.g. {examples})"
+            )
+        return self.rows[video_id]
+
+
+def _check_k(k: int) -> int:
+    if k < 1:
+        raise ConfigError(f"k {k}: expected at least 1 result")
+    return k

@@ -1,0 +1,64 @@
+"""Checks a pulled adapter passes before anyone uses it: the tensor file's sha256 against its config, and
+the backbone's weights fingerprint against the one the adapter was trained on."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vtrlab.errors import ArtifactError, ConfigError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from vtrlab.model.backbone import BackboneInfo
+
+
+def verify_checksum(directory: Path, config: dict[str, Any], origin: str | None = None) -> str:
+    """The sha256 of the artifact's tensor file, which must equal `weights_sha256` in its config; errors
+    name `origin` (default: the directory) and the file."""
+    from vtrlab.model.artifacts import CONFIG_NAME, WEIGHTS_NAME, file_sha256
+
+    name = config.get("weights_file", WEIGHTS_NAME)
+    label = origin or str(directory)
+    path = directory / name
+    if not path.is_file():
+        raise ArtifactError(f"{label}: {name} is missing (the tensor file {CONFIG_NAME} names)")
+    actual = file_sha256(path)
+    if actual != config["weights_sha256"]:
+        raise ArtifactError(
+            f"{label}: {name} has {actual}, but {CONFIG_NAME} records {config['weights_sha256']} "
+            "(corrupted, truncated or tampered artifact)"
+        )
+    return actual
+
+
+def verify_backbone(
+    config: dict[str, Any], weights: str | os.PathLike | None = None, origin: str = "adapter"
+) -> tuple[nn.Module, BackboneInfo]:
+    """Load the backbone the config records, with `weights` (default: the recorded weights), and check its
+    fingerprint against the recorded one; returns the loaded backbone for reuse."""
+    from vtrlab.logs import quiet_root_logger
+    from vtrlab.model.backbone import load_backbone
+
+    recorded = config["backbone"]
+    name, expected = recorded.get("name"), recorded["fingerprint"]
+    chosen = str(weights) if weights is not None else recorded.get("weights")
+    try:
+        with quiet_root_logger(logging.ERROR):
+            clip, info = load_backbone(name, chosen)
+    except ConfigError as err:
+        if weights is not None:
+            raise
+        raise ConfigError(
+            f"{origin}: cannot load the backbone it records ({name!r} with weights {chosen!r}): {err}; "
+            "pass the same weights with --weights (weights=)"
+        ) from err
+    if info.fingerprint != expected:
+        raise ArtifactError(
+            f"{origin}: trained on backbone {name!r} with weights fingerprint {expected}, but weights {chosen!r} "
+            f"have fingerprint {info.fingerprint}; pass the weights it was trained on ({recorded.get('weights')!r})"
+        )
+    return clip, info
