@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +19,10 @@ from vtrlab.data import read_manifest
 from vtrlab.errors import ConfigError
 from vtrlab.paths import default_data_url, vtrlab_home
 from vtrlab.sweep.spec import SweepSpec, load_sweep_spec
+from vtrlab.tracking.provenance import git_commit, package_versions
 from vtrlab.tracking.runs import TAG_KIND, client, find_or_create_run, flatten_params, log_params_once
 from vtrlab.tracking.store import check_tracking_server, tracking_uri
+from vtrlab.train.tuned import check_data_readable
 
 DONE_MARKER = "done.json"
 
@@ -53,80 +54,46 @@ def data_url(spec: SweepSpec, benchmark: str) -> str:
 
 def check_resources(spec: SweepSpec, source: str) -> None:
     """Refuse a budget whose single trial cannot fit the cluster, naming the keys to change."""
-    import ray
-
     from vtrlab.config import TrainSpec
+    from vtrlab.train.tuned import check_cluster_fits, trial_needs
 
     train = TrainSpec.model_validate({"benchmark": "synthetic", "method": "zero-shot", "data": "-", **spec.train})
-    resources = ray.cluster_resources()
-    cpus = train.workers * train.cpus_per_worker + spec.budget.cpus_per_trial
-    gpus = train.workers * train.gpus_per_worker
-    if cpus > resources.get("CPU", 0):
-        raise ConfigError(
-            f"{source}: one trial needs {cpus:g} CPUs (train.workers x train.cpus_per_worker + "
-            f"budget.cpus_per_trial) but the cluster has {resources.get('CPU', 0):g}"
-        )
-    if gpus > resources.get("GPU", 0):
-        raise ConfigError(
-            f"{source}: one trial needs {gpus:g} GPUs (train.workers x train.gpus_per_worker) but the cluster "
-            f"has {resources.get('GPU', 0):g}"
-        )
-
-
-def _git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False)
-        return out.stdout.strip() or "unknown"
-    except OSError:
-        return "unknown"
-
-
-def _package_versions() -> dict[str, str]:
-    from importlib.metadata import version
-
-    return {name: version(name) for name in ("torch", "open_clip_torch", "ray", "mlflow", "optuna", "webdataset")}
+    cpus, gpus = trial_needs(train, spec.budget.cpus_per_trial)
+    check_cluster_fits(
+        cpus,
+        gpus,
+        source,
+        cpu_keys="train.workers x train.cpus_per_worker + budget.cpus_per_trial",
+        gpu_keys="train.workers x train.gpus_per_worker",
+    )
 
 
 def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
     """The Tune function of one trial: build its TrainSpec, find or create its MLflow run, fit a TorchTrainer."""
     import ray.tune
-    from ray.tune.integration.ray_train import TuneReportCallback
 
     from vtrlab.sweep.space import trial_spec
-    from vtrlab.train.driver import log_final_artifact, run_params, run_tags
-    from vtrlab.train.runner import make_trainer
+    from vtrlab.train.driver import run_tags
+    from vtrlab.train.tuned import fit_tracked
 
     started_at = time.time()
     spec = SweepSpec.model_validate(context["spec"])
     benchmark, method = context["benchmark"], context["method"]
     train = trial_spec(spec, benchmark, method, config, context["data"])
     trial_id = ray.tune.get_context().get_trial_id()
-    mlflow = client(context["tracking_uri"])
-    run_name = f"{method}-{benchmark}-{trial_id}"
-    run_id, _ = find_or_create_run(
-        mlflow,
-        context["experiment"],
+    fit_tracked(
+        train,
+        tracking_uri=context["tracking_uri"],
+        experiment=context["experiment"],
         key=f"{context['sweep_key']}/{benchmark}/{method}/{trial_id}",
-        run_name=run_name,
+        run_name=f"{method}-{benchmark}-{trial_id}",
         tags={**run_tags(train, "trial", sweep=spec.name), "trial_id": trial_id},
         parent_run_id=context["parent_run_id"],
-    )
-    log_params_once(mlflow, run_id, run_params(train))
-    trainer = make_trainer(
-        train,
-        name=f"train-{trial_id}",
+        trainer_name=f"train-{trial_id}",
         storage_path=context["storage_path"],
-        tracking={
-            "uri": context["tracking_uri"],
-            "run_id": run_id,
-            "marker_dir": context["marker_dir"],
-            "started_at": started_at,
-        },
-        callbacks=[TuneReportCallback()],
+        marker_dir=context["marker_dir"],
+        started_at=started_at,
     )
-    result = trainer.fit()
-    log_final_artifact(mlflow, run_id, result.checkpoint)
-    mlflow.set_terminated(run_id, status="FINISHED")
 
 
 class SweepRunner:
@@ -171,14 +138,7 @@ class SweepRunner:
         uri = tracking_uri()
         check_tracking_server(uri)
         for benchmark in self.spec.benchmarks:
-            url = data_url(self.spec, benchmark)
-            try:
-                read_manifest(url)
-            except Exception as err:
-                raise ConfigError(
-                    f"{self.spec_path}: data for {benchmark} at {url} is not readable ({err}); build it with "
-                    f"`vtrlab data build` or `vtrlab data synth`"
-                ) from None
+            check_data_readable(data_url(self.spec, benchmark), benchmark, str(self.spec_path))
         connect(self.address, log_to_driver=not self.quiet)
         check_resources(self.spec, str(self.spec_path))
         state = self._state()  # only now: a refused sweep leaves no state behind
@@ -188,7 +148,7 @@ class SweepRunner:
             self.experiment,
             key=state["sweep_key"],
             run_name=f"sweep-{self.spec.name}",
-            tags={TAG_KIND: "sweep", "sweep": self.spec.name, "git_commit": _git_commit()},
+            tags={TAG_KIND: "sweep", "sweep": self.spec.name, "git_commit": git_commit()},
         )
         self._log_parent(mlflow, parent_id)
         trials: list[TrialOutcome] = []
@@ -210,13 +170,13 @@ class SweepRunner:
             {
                 "spec_file": str(self.spec_path),
                 "spec_fingerprint": self.spec.fingerprint(),
-                "git_commit": _git_commit(),
+                "git_commit": git_commit(),
                 "objective": self.spec.objective.metric,
                 **{
                     f"data_version.{b}": read_manifest(data_url(self.spec, b)).get("version", "?")
                     for b in self.spec.benchmarks
                 },
-                **{f"version.{k}": v for k, v in _package_versions().items()},
+                **{f"version.{k}": v for k, v in package_versions().items()},
             }
         )
         log_params_once(mlflow, parent_id, params)

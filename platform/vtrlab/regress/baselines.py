@@ -1,0 +1,143 @@
+"""Baselines and verdicts: the registry champion's recorded value, the suite's previous run, and whether an
+entry's mean over seeds fell further below a comparable baseline than its tolerance allows."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from vtrlab.regress.verdicts import FAILED, NO_BASELINE, PASS, REGRESSION
+from vtrlab.tracking.runs import TAG_KIND
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
+TAG_MODE = "regression.mode"  # train | champions-only
+EPSILON = 1e-9  # metrics are logged as floats: 14.0625 - 0.0 must not count as below 14.0625
+
+
+@dataclass
+class Baseline:
+    """A value to compare with: `comparable` False means it is shown for reference only (`note` says why)."""
+
+    kind: str  # champion | previous
+    value: float | None
+    comparable: bool
+    label: str
+    note: str = ""
+    run_id: str | None = None
+    short: str = ""  # for table cells
+
+
+@dataclass
+class EntryResult:
+    """One suite entry (or, with --champions-only, one benchmark's champion): its values per seed and verdict."""
+
+    key: str
+    benchmark: str
+    method: str
+    fingerprint: str
+    seeds: list[int | str]  # "eval" for a champion's evaluation
+    values: list[float | None]
+    run_ids: list[str | None]
+    allowed_drop: float = 0.0
+    champion: Baseline | None = None
+    previous: Baseline | None = None
+    verdict: str = NO_BASELINE
+    reason: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def finished(self) -> list[float]:
+        return [v for v in self.values if v is not None]
+
+    @property
+    def failed(self) -> bool:
+        return len(self.finished) < len(self.values)
+
+    @property
+    def mean(self) -> float | None:
+        return statistics.fmean(self.finished) if self.finished else None
+
+    @property
+    def std(self) -> float:
+        """Sample standard deviation over seeds (0 for a single value)."""
+        return statistics.stdev(self.finished) if len(self.finished) > 1 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "mean": self.mean, "std": self.std}
+
+
+def judge(result: EntryResult) -> EntryResult:
+    """Set `verdict` and `reason`: failed (a seed did not finish), regression (mean below a comparable baseline
+    minus the allowed drop), pass, or no baseline (nothing comparable)."""
+    if result.failed:
+        missing = [s for s, v in zip(result.seeds, result.values, strict=True) if v is None]
+        error = result.extra.get("error")
+        result.verdict = FAILED
+        result.reason = f"seed(s) {missing} did not finish" + (f": {error}" if error else "")
+        return result
+    mean = result.mean
+    comparable = [b for b in (result.champion, result.previous) if b and b.comparable and b.value is not None]
+    if not comparable:
+        result.verdict, result.reason = NO_BASELINE, "no comparable baseline"
+        return result
+    below = [b for b in comparable if mean < b.value - result.allowed_drop - EPSILON]
+    if below:
+        result.verdict = REGRESSION
+        result.reason = "; ".join(
+            f"mean {mean:.2f} < {b.kind} {b.value:.2f} - {result.allowed_drop:.2f}" for b in below
+        )
+    else:
+        result.verdict = PASS
+        result.reason = "; ".join(
+            f"mean {mean:.2f} >= {b.kind} {b.value:.2f} - {result.allowed_drop:.2f}" for b in comparable
+        )
+    return result
+
+
+def champion_baseline(version, metric: str, method: str | None) -> Baseline:
+    """The champion version's recorded `metric.<metric>` tag; comparable when its `method` tag is `method`
+    (None: always, e.g. when the champion itself is evaluated)."""
+    recorded = version.tags.get(f"metric.{metric}")
+    champion_method = version.tags.get("method", "?")
+    label = f"{version.name} v{version.version} ({champion_method})"
+    short = f"v{version.version}, {champion_method}"
+    if recorded is None:
+        return Baseline("champion", None, False, label, note=f"champion has no recorded {metric}", short=short)
+    comparable = method is None or champion_method == method
+    note = "" if comparable else f"champion is {champion_method}, entry is {method}: reference only"
+    return Baseline("champion", float(recorded), comparable, label, note, version.run_id, short)
+
+
+def earlier_runs(mlflow: MlflowClient, experiment: str, mode: str, before_ms: int) -> list:
+    """Finished regression runs of `experiment` in `mode` that started before `before_ms`, newest first."""
+    found = mlflow.get_experiment_by_name(experiment)
+    if found is None:
+        return []
+    runs = mlflow.search_runs(
+        [found.experiment_id],
+        filter_string=f"tags.`{TAG_KIND}` = 'regression' and tags.`{TAG_MODE}` = '{mode}' "
+        "and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=200,
+    )
+    return [run for run in runs if run.info.start_time < before_ms]
+
+
+def previous_baseline(runs: list, key: str, metric: str, fingerprint: str) -> Baseline | None:
+    """The newest of `runs` that measured entry `key` with the same fingerprint (what it trains), if any."""
+    for run in runs:
+        if run.data.params.get(f"entry.{key}.fingerprint") != fingerprint:
+            continue
+        value = run.data.metrics.get(f"{key}.{metric}_mean")
+        if value is None:
+            continue
+        started = datetime.fromtimestamp(run.info.start_time / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
+        label = f"run {run.info.run_id} ({started})"
+        return Baseline(
+            "previous", float(value), True, label, run_id=run.info.run_id, short=f"run {run.info.run_id[:8]}"
+        )
+    return None

@@ -1,0 +1,262 @@
+"""`vtrlab regress SUITE`: retrain a suite's fixed configurations over seeds (or, `--champions-only`,
+re-evaluate the registry's champions) and compare with the champions' recorded values and the suite's
+previous run.
+
+Before anything runs, every benchmark of the suite must have a champion in the registry (NotFoundError
+otherwise, exit code 3). MLflow: experiment `regression-<suite>`, one run per regression tagged
+`vtrlab.kind=regression` and `regression=true` (see `vtrlab.regress.tracking`), one child run per (entry,
+seed) tagged like a sweep trial (method, benchmark, backbone) plus `seed`. The registry is only read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlflow.tracking import MlflowClient
+
+from vtrlab.paths import vtrlab_home
+from vtrlab.regress import tracking
+from vtrlab.regress.baselines import EntryResult, champion_baseline, earlier_runs, judge, previous_baseline
+from vtrlab.regress.report import ReportHeader, overall, write_report
+from vtrlab.regress.suite import load_suite
+from vtrlab.regress.verdicts import REGRESSION
+from vtrlab.tracking.provenance import git_commit
+from vtrlab.tracking.runs import TAG_KEY, client
+from vtrlab.tracking.store import check_tracking_server, tracking_uri
+from vtrlab.train.tuned import check_cluster_fits, check_data_readable, trial_needs
+
+TRAIN, CHAMPIONS_ONLY = "train", "champions-only"
+
+
+@dataclass
+class RegressionOutcome:
+    suite: str
+    mode: str
+    metric: str
+    experiment: str
+    run_id: str
+    out_dir: Path
+    report: dict[str, Path]
+    results: list[EntryResult]
+    wall_seconds: float
+
+    @property
+    def verdict(self) -> str:
+        return overall(self.results)
+
+    @property
+    def regressed(self) -> bool:
+        return self.verdict == REGRESSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "suite": self.suite,
+            "mode": self.mode,
+            "metric": self.metric,
+            "verdict": self.verdict,
+            "experiment": self.experiment,
+            "run_id": self.run_id,
+            "report": {kind: str(path) for kind, path in self.report.items()},
+            "wall_seconds": round(self.wall_seconds, 1),
+            "entries": [r.to_dict() for r in self.results],
+        }
+
+
+class RegressionRunner:
+    """Runs one regression of a suite file (`verbose=False`: no Tune tables, no worker logs; `say` gets
+    one line per step)."""
+
+    def __init__(
+        self,
+        suite_path: str | Path,
+        address: str | None = None,
+        champions_only: bool = False,
+        out: str | Path | None = None,
+        verbose: bool = True,
+        say: Callable[[str], None] = print,
+    ):
+        self.suite_path = Path(suite_path)
+        self.source = str(self.suite_path)
+        self.suite = load_suite(self.suite_path)
+        self.address = address
+        self.mode = CHAMPIONS_ONLY if champions_only else TRAIN
+        self.verbose = verbose
+        self.say = say
+        self.experiment = f"regression-{self.suite.name}"
+        self.stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        self.work_dir = vtrlab_home() / "regressions" / self.suite.name / self.stamp
+        if self.work_dir.exists():  # two runs in the same second
+            self.work_dir = self.work_dir.with_name(f"{self.stamp}-{uuid.uuid4().hex[:6]}")
+        self.out = Path(out).expanduser() if out else self.work_dir
+        self.run_key = f"regression/{self.suite.name}/{self.work_dir.name}/{uuid.uuid4().hex[:8]}"
+
+    def run(self) -> RegressionOutcome:
+        """Check, run, compare, report; the MLflow run ends FINISHED, or FAILED/KILLED on an exception."""
+        from vtrlab.cluster import connect
+
+        started = time.perf_counter()
+        uri = tracking_uri()
+        check_tracking_server(uri)
+        mlflow = client(uri)
+        champions = tracking.find_champions(mlflow, self.suite, self.source)  # before anything runs or is logged
+        self.suite = self.suite.model_copy(update={"data": {b: self.suite.data_url(b) for b in self.suite.benchmarks}})
+        manifests = {b: check_data_readable(url, b, self.source) for b, url in self.suite.data.items()}
+        self.say(f"Ray: {connect(self.address, log_to_driver=self.verbose)}")
+        if self.mode == TRAIN:
+            self._check_resources()
+        run_name = f"regression-{self.suite.name}-{self.stamp}"
+        parent_id = tracking.start_run(
+            mlflow, self.experiment, self.run_key, run_name, self.suite, self.suite_path, self.mode, manifests
+        )
+        try:
+            if self.mode == TRAIN:
+                results = self._train(mlflow, uri, parent_id, champions)
+            else:
+                results = self._evaluate_champions(mlflow, uri, parent_id, champions)
+            before = mlflow.get_run(parent_id).info.start_time
+            history = earlier_runs(mlflow, self.experiment, self.mode, before)
+            for result in results:
+                result.previous = previous_baseline(history, result.key, self.suite.metric, result.fingerprint)
+                judge(result)
+            wall = time.perf_counter() - started
+            header = ReportHeader(
+                suite=self.suite.name,
+                mode=self.mode,
+                metric=self.suite.metric,
+                started=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(before / 1000)),
+                wall_seconds=wall,
+                run_id=parent_id,
+                experiment=self.experiment,
+                tracking_uri=uri,
+                git_commit=git_commit(),
+                suite_file=self.source,
+            )
+            self.say(f"writing the report to {self.out}")
+            paths = write_report(self.out, header, results)
+            tracking.finish_run(mlflow, parent_id, self.suite.metric, results, paths, wall)
+        except BaseException as err:
+            mlflow.set_terminated(parent_id, status="KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+            raise
+        return RegressionOutcome(
+            self.suite.name,
+            self.mode,
+            self.suite.metric,
+            self.experiment,
+            parent_id,
+            self.out,
+            paths,
+            results,
+            time.perf_counter() - started,
+        )
+
+    def _check_resources(self) -> None:
+        for index, entry in enumerate(self.suite.entries):
+            train = self.suite.train_spec(entry, self.suite.seeds_of(entry)[0])
+            cpus, gpus = trial_needs(train, self.suite.cpus_per_trial)
+            keys = f"train / entries.{index}.train"
+            check_cluster_fits(
+                cpus,
+                gpus,
+                self.source,
+                cpu_keys=f"workers x cpus_per_worker in {keys}, + cpus_per_trial",
+                gpu_keys=f"workers x gpus_per_worker in {keys}",
+            )
+
+    def _train(self, mlflow: MlflowClient, uri: str, parent_id: str, champions: dict) -> list[EntryResult]:
+        from vtrlab.regress.trials import seed_run_key, train_all
+
+        suite = self.suite
+        local_checkpoints = not suite.storage
+        checkpoints = (
+            str(self.work_dir / "checkpoints")
+            if local_checkpoints
+            else f"{suite.storage.rstrip('/')}/{suite.name}/{self.work_dir.name}"
+        )
+        context = {
+            "suite": suite.model_dump(mode="json"),
+            "tracking_uri": uri,
+            "experiment": self.experiment,
+            "parent_run_id": parent_id,
+            "run_key": self.run_key,
+            "storage_path": checkpoints,
+            "marker_dir": str(self.work_dir / "markers"),
+        }
+        tracking.log_fingerprints(mlflow, parent_id, {e.key: suite.entry_fingerprint(e) for e in suite.entries})
+        trials = sum(len(suite.seeds_of(entry)) for entry in suite.entries)
+        self.say(
+            f"training {len(suite.entries)} entries over their seeds: {trials} Ray Train runs "
+            f"(one Ray Tune grid search, {suite.max_concurrent} at a time)"
+        )
+        values, errors = train_all(suite, context, self.work_dir, self.verbose)
+        experiment_id = mlflow.get_experiment_by_name(self.experiment).experiment_id
+        results = []
+        for index, entry in enumerate(suite.entries):
+            run_ids, seeds = [], suite.seeds_of(entry)
+            for seed in seeds:
+                key = seed_run_key(self.run_key, entry.key, seed)
+                found = mlflow.search_runs([experiment_id], filter_string=f"tags.`{TAG_KEY}` = '{key}'", max_results=1)
+                run_ids.append(found[0].info.run_id if found else None)
+                if found and found[0].info.status == "RUNNING":  # its trial failed before it could close it
+                    mlflow.set_terminated(found[0].info.run_id, status="FAILED")
+            result = EntryResult(
+                key=entry.key,
+                benchmark=entry.benchmark,
+                method=entry.method,
+                fingerprint=suite.entry_fingerprint(entry),
+                seeds=list(seeds),
+                values=[values.get((index, seed)) for seed in seeds],
+                run_ids=run_ids,
+            )
+            failures = [errors[(index, seed)] for seed in seeds if (index, seed) in errors]
+            if failures:
+                result.extra["error"] = "; ".join(failures)
+            result.allowed_drop = suite.tolerance_of(entry).allowed_drop(result.std)
+            result.champion = champion_baseline(champions[entry.benchmark], suite.metric, entry.method)
+            results.append(result)
+        if local_checkpoints and not any(r.failed for r in results):
+            shutil.rmtree(checkpoints, ignore_errors=True)  # every adapter is in MLflow; keep failed runs' state
+        return results
+
+    def _evaluate_champions(self, mlflow: MlflowClient, uri: str, parent_id: str, champions: dict) -> list[EntryResult]:
+        from vtrlab.regress.champions import eval_plan, evaluate_all
+
+        suite = self.suite
+        plans = [
+            eval_plan(suite, benchmark, version, mlflow.get_run(version.run_id).data.params if version.run_id else {})
+            for benchmark, version in champions.items()
+        ]
+        fingerprints = {  # the same champion version with the same backbone weights: comparable across runs
+            f"{b}.champion": hashlib.sha256(f"{v.name}/{v.version}/{suite.weights}".encode()).hexdigest()[:12]
+            for b, v in champions.items()
+        }
+        tracking.log_fingerprints(mlflow, parent_id, fingerprints)
+        self.say(f"evaluating {len(plans)} champion(s) as Ray tasks: {', '.join(p.reference for p in plans)}")
+        metrics = evaluate_all(suite, plans, uri)
+        results = []
+        for plan in plans:
+            version, measured = champions[plan.benchmark], metrics[plan.benchmark]
+            key = f"{plan.benchmark}.champion"
+            child_id = tracking.log_evaluation(
+                mlflow, self.experiment, f"{self.run_key}/{key}", parent_id, suite, plan, version, measured
+            )
+            result = EntryResult(
+                key=key,
+                benchmark=plan.benchmark,
+                method=version.tags.get("method", "?"),
+                fingerprint=fingerprints[key],
+                seeds=["eval"],
+                values=[None if "error" in measured else measured.get(suite.metric)],
+                run_ids=[child_id],
+                extra={"reference": plan.reference, **({"error": measured["error"]} if "error" in measured else {})},
+            )
+            result.allowed_drop = suite.tolerance.allowed_drop(0.0)
+            result.champion = champion_baseline(version, suite.metric, None)
+            results.append(result)
+        return results
