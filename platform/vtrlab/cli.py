@@ -15,8 +15,10 @@ from rich.console import Console
 from rich.markup import escape
 
 from vtrlab.errors import VtrlabError
+from vtrlab.hub.cli import pull_command, search_command
 from vtrlab.jobs_cli import jobs_app, submit_command
 from vtrlab.model.cli import model_app
+from vtrlab.regress.cli import regress_command
 from vtrlab.report.cli import compare_command
 from vtrlab.sweep.cli import sweep_command
 from vtrlab.train.cli import train_command
@@ -33,6 +35,9 @@ app.command("sweep")(sweep_command)
 app.command("submit")(submit_command)
 app.add_typer(jobs_app, name="jobs")
 app.command("compare")(compare_command)
+app.command("regress")(regress_command)
+app.command("pull")(pull_command)
+app.command("search")(search_command)
 
 
 @app.command()
@@ -44,6 +49,7 @@ def ui(
     from vtrlab.ui import run_ui
 
     raise typer.Exit(run_ui(host, port))
+
 
 try:  # the data layer is optional at import time so `vtrlab model ...` works without its extras
     from vtrlab.data.cli import data_app
@@ -70,11 +76,12 @@ def selfcheck(
 def quickstart(
     address: str = typer.Option(None, help="Ray address (default: RAY_ADDRESS, else a local Ray)"),
     size: str = typer.Option("small", help="synthetic benchmark size: small or medium"),
+    fresh: bool = typer.Option(False, help="pretrain and sweep again even if a finished quickstart exists"),
 ) -> None:
-    """Synthesise data, pretrain the tiny backbone, run the quickstart sweep, register the champion."""
+    """Synthesise data, pretrain the tiny backbone, run the quickstart sweep, register the champion, compare."""
     from vtrlab.quickstart import quickstart as run_quickstart
 
-    run_quickstart(address=address, size=size)
+    run_quickstart(address=address, size=size, fresh=fresh)
 
 
 def main() -> None:
@@ -82,7 +89,7 @@ def main() -> None:
     try:
         app()
     except VtrlabError as err:
-        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(err))}", highlight=False)
+        Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {escape(str(err))}", highlight=False)
         sys.exit(err.exit_code)
 
 

@@ -88,8 +88,8 @@ class LocalRay:
     def stop(self) -> None:
         if self.process is None:
             return
-        try:
-            os.killpg(self.process.pid, signal.SIGTERM)
+        try:  # `ray start --block` exits in ~2 s on SIGINT but waits ~30 s on SIGTERM
+            os.killpg(self.process.pid, signal.SIGINT)
             self.process.wait(timeout=30)
         except (ProcessLookupError, subprocess.TimeoutExpired):
             with contextlib.suppress(ProcessLookupError):

@@ -64,15 +64,35 @@ class TrainSpec(StrictModel):
         from vtrlab.data.card import load_card
         from vtrlab.model.methods import parse_knobs
 
-        parse_knobs(self.method, self.knobs, source=f"{self.method} knobs")
         card = load_card(self.benchmark)
+        num_frames, max_words = self.num_frames or card.num_frames, self.max_words or card.max_words
+        knobs = _sized_knobs(self.method, dict(self.knobs), {"max_frames": num_frames, "max_words": max_words})
+        parse_knobs(self.method, knobs, source=f"{self.method} knobs")
         return self.model_copy(
             update={
-                "num_frames": self.num_frames or card.num_frames,
-                "max_words": self.max_words or card.max_words,
+                "num_frames": num_frames,
+                "max_words": max_words,
                 "eval_split": self.eval_split or card.eval_split,
+                "knobs": knobs,
             }
         )
+
+
+def _sized_knobs(method: str, knobs: dict[str, Any], needed: dict[str, int]) -> dict[str, Any]:
+    """Size a method's position tables (`max_frames`, `max_words` knobs) for the benchmark's clips and
+    captions when the knobs leave them unset (DiDeMo and ActivityNet use 32 frames and 64 words; the
+    paper's MV-Adapter is sized per benchmark this way); refuse explicit sizes that are too small."""
+    from vtrlab.model.methods import get_method
+
+    fields = get_method(method).knobs.model_fields
+    for knob, size in needed.items():
+        if knob not in fields:
+            continue
+        if knob not in knobs:
+            knobs[knob] = max(size, fields[knob].default)
+        elif int(knobs[knob]) < size:
+            raise ConfigError(f"{method} knob {knob}={knobs[knob]} is smaller than the {size} the data yields")
+    return knobs
 
 
 def format_validation_error(err: ValidationError, source: str) -> str:
