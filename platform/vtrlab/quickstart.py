@@ -36,7 +36,7 @@ def quickstart(address: str | None = None, size: str = "small", fresh: bool = Fa
     from vtrlab.tracking.registry import registered_model_name
     from vtrlab.train.pretrain import pretrain_backbone
 
-    console = Console()
+    console = Console(soft_wrap=True)  # long paths and commands stay on one line, as printed to a file
     home = vtrlab_home()
     data = home / "data" / "synthetic"
     weights = home / "backbones" / f"vtr-tiny-synthetic-{size}.safetensors"
@@ -71,7 +71,7 @@ def quickstart(address: str | None = None, size: str = "small", fresh: bool = Fa
     print_sweep_outcome(outcome)
     console.print(f"[cyan]4/{steps}[/] comparing the methods (table, Pareto plot, learning curves -> MLflow)")
     comparison = compare([outcome.experiment])
-    print_comparison(comparison, console)
+    print_comparison(comparison)
     model = registered_model_name("synthetic", runner.spec.backbone)
     console.print(f"[cyan]5/{steps}[/] next steps")
     console.print(

@@ -33,7 +33,7 @@ def print_comparison(comparison, console: Console | None = None) -> None:
     """The table, then where the report files and MLflow runs are."""
     from vtrlab.report.table import rich_table
 
-    console = console or Console(width=max(Console().width, 150))
+    console = console or Console(width=max(Console().width, 150), soft_wrap=True)
     console.print(rich_table(comparison.rows, comparison.title))
     benchmarks = {row.benchmark for row in comparison.measured}
     if not any(row.kind != "measured" for row in comparison.rows):
