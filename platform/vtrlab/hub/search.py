@@ -70,7 +70,7 @@ def _int(value: str | None) -> int | None:
 
 
 def _card(pulled: PulledAdapter, url: str) -> dict:
-    from vtrlab.data import load_card, read_manifest
+    from vtrlab.data import load_card
 
     benchmark = pulled.tags.get("benchmark") or pulled.run_params.get("benchmark")
     if benchmark:
@@ -78,12 +78,23 @@ def _card(pulled: PulledAdapter, url: str) -> dict:
             return load_card(benchmark).model_dump()
         except ConfigError:
             pass  # a benchmark without a bundled card: its shards carry one
+    return _manifest_card(url, f"{pulled.reference} records none")
+
+
+def _manifest_card(url: str, why: str) -> dict:
+    from vtrlab.data import read_manifest
+
     card = read_manifest(url).get("card") or {}
     if not card.get("num_frames") or not card.get("max_words"):
-        raise ConfigError(
-            f"{url}: manifest has no card with num_frames and max_words, and {pulled.reference} records none"
-        )
+        raise ConfigError(f"{url}: manifest has no card with num_frames and max_words, and {why}")
     return card
+
+
+def shard_settings(url: str) -> RetrievalSettings:
+    """The frames and words the benchmark card in the shards' manifest names (for an encoder loaded without
+    its registry record)."""
+    card = _manifest_card(url, "no settings were given")
+    return RetrievalSettings(int(card["num_frames"]), int(card["max_words"]), DEFAULT_EVAL_BATCH)
 
 
 class RetrievalIndex:
@@ -112,13 +123,15 @@ class RetrievalIndex:
         url: str,
         split: str = "test",
         *,
-        settings: RetrievalSettings,
+        settings: RetrievalSettings | None = None,
         device: torch.device | str = "cpu",
         texts: bool = True,
     ) -> RetrievalIndex:
-        """Encode every video of `split` at `url` (and, with `texts`, every caption, for video -> text)."""
+        """Encode every video of `split` at `url` (and, with `texts`, every caption, for video -> text);
+        `settings` default to the shards' card (`shard_settings`)."""
         from vtrlab.data import make_eval_loader
 
+        settings = settings or shard_settings(url)
         loader = make_eval_loader(
             url, split, batch_size=settings.batch_size, num_frames=settings.num_frames, max_words=settings.max_words
         )
