@@ -157,7 +157,7 @@ def test_pull_refuses_a_tampered_artifact(workflow, champion, tmp_path):
     out = tmp_path / "pulled"
     expected = read_adapter_config(good.path)["weights_sha256"]
     message = rf"version {bad.version} \(runs:/{run.info.run_id}/adapter\): {WEIGHTS_NAME} has sha256:\w+, but "
-    with pytest.raises(ArtifactError, match=message + rf"{CONFIG_NAME} records {expected} \(corrupted"):
+    with pytest.raises(ArtifactError, match=message + rf"{CONFIG_NAME} records {expected} \(checksum mismatch"):
         pull(f"{workflow['model']}/{bad.version}", out, tracking_uri=uri)
     assert not out.exists() and no_leftovers(tmp_path) == []
 

@@ -17,22 +17,10 @@ if TYPE_CHECKING:
 
 
 def verify_checksum(directory: Path, config: dict[str, Any], origin: str | None = None) -> str:
-    """The sha256 of the artifact's tensor file, which must equal `weights_sha256` in its config; errors
-    name `origin` (default: the directory) and the file."""
-    from vtrlab.model.artifacts import CONFIG_NAME, WEIGHTS_NAME, file_sha256
+    """`vtrlab.model.artifacts.verify_checksum`, imported when called (this package imports no torch)."""
+    from vtrlab.model.artifacts import verify_checksum as check
 
-    name = config.get("weights_file", WEIGHTS_NAME)
-    label = origin or str(directory)
-    path = directory / name
-    if not path.is_file():
-        raise ArtifactError(f"{label}: {name} is missing (the tensor file {CONFIG_NAME} names)")
-    actual = file_sha256(path)
-    if actual != config["weights_sha256"]:
-        raise ArtifactError(
-            f"{label}: {name} has {actual}, but {CONFIG_NAME} records {config['weights_sha256']} "
-            "(corrupted, truncated or tampered artifact)"
-        )
-    return actual
+    return check(directory, config, origin)
 
 
 def verify_backbone(

@@ -80,6 +80,23 @@ def read_adapter_config(directory: str | os.PathLike) -> dict[str, Any]:
     return config
 
 
+def verify_checksum(directory: Path, config: dict[str, Any], origin: str | None = None) -> str:
+    """The sha256 of the artifact's tensor file, which must equal `weights_sha256` in its config; errors
+    name `origin` (default: the directory) and the file."""
+    name = config.get("weights_file", WEIGHTS_NAME)
+    label = origin or str(directory)
+    path = directory / name
+    if not path.is_file():
+        raise ArtifactError(f"{label}: {name} is missing (the tensor file {CONFIG_NAME} names)")
+    actual = file_sha256(path)
+    if actual != config["weights_sha256"]:
+        raise ArtifactError(
+            f"{label}: {name} has {actual}, but {CONFIG_NAME} records {config['weights_sha256']} "
+            "(checksum mismatch: corrupted or truncated file, or tampered with)"
+        )
+    return actual
+
+
 def load_adapter_into(encoder: VideoTextDualEncoder, directory: str | os.PathLike) -> VideoTextDualEncoder:
     """Load an artifact's tensors into `encoder`, which must be built with the same method and knobs on the
     backbone the artifact was trained on (same fingerprint)."""
@@ -97,15 +114,8 @@ def load_adapter_into(encoder: VideoTextDualEncoder, directory: str | os.PathLik
             f"{directory}: artifact is {config['method']} {config['knobs']}; encoder is {encoder.method} "
             f"{encoder.knobs}"
         )
+    verify_checksum(directory, config)
     weights_path = directory / config.get("weights_file", WEIGHTS_NAME)
-    if not weights_path.is_file():
-        raise ArtifactError(f"{weights_path}: adapter weights are missing")
-    actual = file_sha256(weights_path)
-    if actual != config["weights_sha256"]:
-        raise ArtifactError(
-            f"{weights_path}: checksum {actual} does not match {config['weights_sha256']} in {CONFIG_NAME} "
-            "(corrupted or truncated file)"
-        )
     try:
         tensors = load_file(str(weights_path))
     except (SafetensorError, OSError, ValueError) as err:
