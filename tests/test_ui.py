@@ -8,15 +8,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from servers import free_port
+from servers import free_port, wait_for_http
 
 pytestmark = pytest.mark.slow
 
@@ -47,16 +45,11 @@ def ui_server(workflow):
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                urllib.request.urlopen(base + "/health", timeout=1).read()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    log.seek(0)
-                    pytest.fail(f"vtrlab ui did not come up: {log.read().decode()[-2000:]}")
-                time.sleep(0.5)
+        try:
+            wait_for_http(base + "/health", process, 90, "vtrlab ui")
+        except RuntimeError as err:
+            log.seek(0)
+            pytest.fail(f"{err}: {log.read().decode()[-2000:]}")
         yield {"base": base, "log": log}
     finally:
         os.killpg(process.pid, signal.SIGTERM)

@@ -4,7 +4,6 @@ the backbone and the finished sweep); `--fresh` runs the sweep again."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from rich.console import Console
@@ -13,17 +12,6 @@ from vtrlab.paths import vtrlab_home
 from vtrlab.tracking.store import tracking_uri
 
 SPEC = Path(__file__).resolve().parents[2] / "sweeps" / "quickstart.yaml"
-
-
-def sweep_finished(runner) -> bool:
-    """Whether `runner`'s sweep ran to the end: every (benchmark, method) done and the best registered."""
-    from vtrlab.sweep.driver import DONE_MARKER
-
-    state = runner.root / "state.json"
-    if not state.is_file() or not json.loads(state.read_text()).get("registered"):
-        return False
-    pairs = [(b, m) for b in runner.spec.benchmarks for m in runner.spec.methods]
-    return all((runner.root / f"{b}__{m}" / DONE_MARKER).is_file() for b, m in pairs)
 
 
 def quickstart(address: str | None = None, size: str = "small", fresh: bool = False):
@@ -60,7 +48,7 @@ def quickstart(address: str | None = None, size: str = "small", fresh: bool = Fa
     runner = SweepRunner(
         SPEC, address=address, overrides={"weights": str(weights), "data": {"synthetic": str(data)}}, quiet=True
     )
-    runner.resume = sweep_finished(runner) and not fresh
+    runner.resume = runner.finished() and not fresh
     if runner.resume:
         console.print(f"[green]3/{steps}[/] the quickstart sweep already ran ({runner.root}); `--fresh` runs it again")
     else:

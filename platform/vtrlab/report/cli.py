@@ -29,14 +29,14 @@ def compare_command(
     print_comparison(comparison)
 
 
-def print_comparison(comparison, console: Console | None = None) -> None:
+def print_comparison(comparison) -> None:
     """The table, then where the report files and MLflow runs are."""
-    from vtrlab.report.table import rich_table
+    from vtrlab.report.table import REPORTED, rich_table
 
-    console = console or Console(width=max(Console().width, 150), soft_wrap=True)
+    console = Console(width=max(Console().width, 150), soft_wrap=True)
     console.print(rich_table(comparison.rows, comparison.title))
     benchmarks = {row.benchmark for row in comparison.measured}
-    if not any(row.kind != "measured" for row in comparison.rows):
+    if not any(row.kind == REPORTED for row in comparison.rows):
         console.print(
             f"(no reported paper numbers for {', '.join(sorted(benchmarks))}; the report lists them for the "
             "five real benchmarks)"

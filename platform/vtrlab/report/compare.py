@@ -21,6 +21,11 @@ from vtrlab.report.table import MEASURED, ComparisonRow, best_rows, html_table, 
 from vtrlab.tracking.runs import client as mlflow_client
 
 ARTIFACT_DIR = "compare"
+EXPLANATION = (
+    "Measured rows: the best trial by T2V R@1 per benchmark and method (R@k in %, ranks 1-based); GPU-h and "
+    "wall-h sum every trial of the method on the benchmark. Reported rows (italic) are the papers' numbers, "
+    "not measured here."
+)
 HTML_STYLE = (
     "body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;font-size:14px}"
     "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:nth-child(-n+3),th:nth-child(-n+3)"
@@ -83,14 +88,11 @@ def build_comparison(
     return Comparison(title, client.tracking_uri, names, trials, rows)
 
 
-def _markdown(comparison: Comparison, pictures: dict[str, str]) -> str:
-    reported = reference_rows(references_for(None))
+def _markdown(comparison: Comparison, reported: list[ComparisonRow], pictures: dict[str, str]) -> str:
     lines = [
         f"# {comparison.title}",
         "",
-        f"Tracking store: `{comparison.tracking_uri}`. Measured rows: the best trial by T2V R@1 per benchmark "
-        "and method (R@k in %, ranks 1-based); GPU-h and wall-h sum every trial of the method on the "
-        "benchmark. Reported rows (*italic*) are the papers' numbers, not measured here.",
+        f"Tracking store: `{comparison.tracking_uri}`. {EXPLANATION}",
         "",
         markdown_table(comparison.rows),
         "",
@@ -110,18 +112,15 @@ def _markdown(comparison: Comparison, pictures: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
-def _html(comparison: Comparison, pngs: dict[str, Path]) -> str:
+def _html(comparison: Comparison, reported: list[ComparisonRow], pngs: dict[str, Path]) -> str:
     def embedded(path: Path) -> str:
         return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
 
-    reported = reference_rows(references_for(None))
+    title = html.escape(comparison.title)
     return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(comparison.title)}</title>"
-        f"<style>{HTML_STYLE}</style></head><body><h1>{html.escape(comparison.title)}</h1>"
-        f"<p>Tracking store: <code>{html.escape(comparison.tracking_uri)}</code>. Measured rows: the best trial "
-        "by T2V R@1 per benchmark and method; GPU-h and wall-h sum every trial of the method on the benchmark. "
-        "Reported "
-        "rows (grey, italic) are the papers' numbers, not measured here.</p>"
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>"
+        f"<style>{HTML_STYLE}</style></head><body><h1>{title}</h1>"
+        f"<p>Tracking store: <code>{html.escape(comparison.tracking_uri)}</code>. {html.escape(EXPLANATION)}</p>"
         f"{html_table(comparison.rows)}<h2>R@1 against trainable parameters</h2>"
         f"<img alt='Pareto plot' src='{embedded(pngs['pareto'])}'><h2>Learning curves</h2>"
         f"<img alt='learning curves' src='{embedded(pngs['curves'])}'>"
@@ -132,32 +131,35 @@ def _html(comparison: Comparison, pngs: dict[str, Path]) -> str:
 def write_report(comparison: Comparison, out: Path) -> dict[str, Path]:
     """Write comparison.{md,html,json}, pareto.png and learning_curves.png into `out` (each file atomically)."""
     out.mkdir(parents=True, exist_ok=True)
-    measured_refs = [row for row in comparison.rows if row.kind != MEASURED]
+    references = [row for row in comparison.rows if row.kind != MEASURED]
+    reported = reference_rows(references_for(None))
     pngs = {
-        "pareto": pareto_plot(comparison.trials, measured_refs, out / "pareto.png"),
+        "pareto": pareto_plot(comparison.trials, references, out / "pareto.png"),
         "curves": learning_curves(comparison.trials, out / "learning_curves.png"),
     }
-    files = {
+    comparison.files = {
         "markdown": write_text_atomic(
-            out / "comparison.md", _markdown(comparison, {k: v.name for k, v in pngs.items()})
+            out / "comparison.md", _markdown(comparison, reported, {k: v.name for k, v in pngs.items()})
         ),
-        "html": write_text_atomic(out / "comparison.html", _html(comparison, pngs)),
+        "html": write_text_atomic(out / "comparison.html", _html(comparison, reported, pngs)),
         **pngs,
+        "json": out / "comparison.json",
     }
-    comparison.files = files
-    files["json"] = write_text_atomic(out / "comparison.json", json.dumps(comparison.to_json(), indent=2))
-    return files
+    write_text_atomic(comparison.files["json"], json.dumps(comparison.to_json(), indent=2))
+    return comparison.files
 
 
-def log_to_parent_runs(client: MlflowClient, comparison: Comparison) -> list[str]:
-    """Log the report files under `compare/` of every sweep parent run whose trials are in the comparison."""
-    parents = sorted({t.parent_run_id for t in comparison.trials if t.parent_run_id})
-    for run_id in parents:
+def parent_runs(comparison: Comparison) -> list[str]:
+    """The sweep parent runs whose trials are in the comparison."""
+    return sorted({t.parent_run_id for t in comparison.trials if t.parent_run_id})
+
+
+def log_to_parent_runs(client: MlflowClient, comparison: Comparison) -> None:
+    """Log the report files under `compare/` of each run in `comparison.logged_to`."""
+    for run_id in comparison.logged_to:
         for path in comparison.files.values():
             client.log_artifact(run_id, str(path), ARTIFACT_DIR)
         client.set_tag(run_id, "vtrlab.compared_at", time.strftime("%Y-%m-%dT%H:%M:%S"))
-    comparison.logged_to = parents
-    return parents
 
 
 def compare(
@@ -170,9 +172,8 @@ def compare(
     """Build, write and (with `log`) log the comparison; returns it with its files and parent runs."""
     client = mlflow_client(tracking_uri)
     comparison = build_comparison(client, experiments, benchmark)
-    write_report(comparison, Path(out) if out else vtrlab_home() / "reports" / "compare")
     if log:
-        log_to_parent_runs(client, comparison)
-        json_path = comparison.files["json"]
-        write_text_atomic(json_path, json.dumps(comparison.to_json(), indent=2))  # now with logged_to
+        comparison.logged_to = parent_runs(comparison)  # known before writing: the JSON is written once
+    write_report(comparison, Path(out) if out else vtrlab_home() / "reports" / "compare")
+    log_to_parent_runs(client, comparison)
     return comparison

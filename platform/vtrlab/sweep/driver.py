@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vtrlab.atomic import write_text_atomic
 from vtrlab.data import read_manifest
 from vtrlab.errors import ConfigError
 from vtrlab.paths import default_data_url, vtrlab_home
@@ -117,8 +118,25 @@ class SweepRunner:
         self.experiment = f"sweep-{self.spec.name}"
         self.root = vtrlab_home() / "sweeps" / f"{self.spec.name}-{self.spec.fingerprint()}"
 
+    @property
+    def state_file(self) -> Path:
+        return self.root / "state.json"
+
+    def pair_dir(self, benchmark: str, method: str) -> Path:
+        return self.root / f"{benchmark}__{method}"
+
+    def finished(self) -> bool:
+        """Whether this spec's sweep ran to the end: every (benchmark, method) done and, if the spec
+        registers, its best registered (a resumed run then only reads the results back)."""
+        if not self.state_file.is_file():
+            return False
+        if self.spec.register_best and not json.loads(self.state_file.read_text()).get("registered"):
+            return False
+        pairs = [(b, m) for b in self.spec.benchmarks for m in self.spec.methods]
+        return all((self.pair_dir(b, m) / DONE_MARKER).is_file() for b, m in pairs)
+
     def _state(self) -> dict[str, Any]:
-        state_file = self.root / "state.json"
+        state_file = self.state_file
         if self.resume:
             if not state_file.is_file():
                 raise ConfigError(f"{self.spec_path}: nothing to resume (no sweep state at {self.root})")
@@ -128,7 +146,7 @@ class SweepRunner:
             self.root.rename(previous)  # keep the earlier sweep's Tune results, start afresh
         self.root.mkdir(parents=True, exist_ok=True)
         state = {"sweep_key": f"{self.spec.name}/{self.spec.fingerprint()}/{int(time.time())}"}
-        state_file.write_text(json.dumps(state))
+        write_text_atomic(state_file, json.dumps(state))
         return state
 
     def run(self) -> SweepOutcome:
@@ -159,7 +177,7 @@ class SweepRunner:
         if self.spec.register_best and not state.get("registered"):  # a resumed sweep registers once
             registrations = self._register(mlflow, trials)
             state["registered"] = True
-            (self.root / "state.json").write_text(json.dumps(state))
+            write_text_atomic(self.state_file, json.dumps(state))
         wall = time.perf_counter() - started
         mlflow.log_metric(parent_id, "sweep_wall_seconds", wall)
         mlflow.set_terminated(parent_id, status="FINISHED")
@@ -186,7 +204,7 @@ class SweepRunner:
         from ray import tune
         from ray.tune.schedulers import ASHAScheduler
 
-        pair_dir = self.root / f"{benchmark}__{method}"
+        pair_dir = self.pair_dir(benchmark, method)
         done = pair_dir / DONE_MARKER
         if done.is_file():
             return [TrialOutcome(**t) for t in json.loads(done.read_text())]
@@ -255,7 +273,7 @@ class SweepRunner:
             metrics = {k: float(v) for k, v in result.metrics.items() if isinstance(v, (int, float))}
             outcomes.append(TrialOutcome(benchmark, method, run_id, metrics, completed, stopped, dict(result.config)))
         pair_dir.mkdir(parents=True, exist_ok=True)
-        done.write_text(json.dumps([o.__dict__ for o in outcomes], default=str))
+        write_text_atomic(done, json.dumps([o.__dict__ for o in outcomes], default=str))
         return outcomes
 
     def _checkpoint_storage(self, benchmark: str, method: str) -> str | None:
