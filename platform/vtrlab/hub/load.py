@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from vtrlab.errors import ArtifactError
 from vtrlab.hub.pull import PulledAdapter, open_registry, pull_version, version_metrics
 from vtrlab.hub.reference import ModelReference, resolve_version
-from vtrlab.hub.verify import verify_backbone, verify_checksum
+from vtrlab.hub.verify import verify_backbone
 from vtrlab.paths import vtrlab_home
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ def load_pulled(
 def _reusable(directory: Path, version: ModelVersion) -> PulledAdapter | None:
     """The earlier pull in `directory` if it is of this very version and its tensors are intact, with the
     registry's current aliases and tags; else None (pull again)."""
-    from vtrlab.model.artifacts import read_adapter_config
+    from vtrlab.model.artifacts import read_adapter_config, verify_checksum
 
     if not directory.is_dir():
         return None

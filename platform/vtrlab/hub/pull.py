@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 
 from vtrlab.errors import ArtifactError, ConfigError
 from vtrlab.hub.reference import ModelReference, resolve_version
-from vtrlab.hub.verify import verify_backbone, verify_checksum
+from vtrlab.hub.verify import verify_backbone
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
@@ -105,7 +105,7 @@ def pull_version(
 ) -> tuple[PulledAdapter, tuple[nn.Module, BackboneInfo]]:
     """Pull a resolved version (see `pull`); also returns the verified backbone, so a caller can build the
     model without loading it twice."""
-    from vtrlab.model.artifacts import read_adapter_config
+    from vtrlab.model.artifacts import read_adapter_config, verify_checksum
 
     out = Path(out_dir).expanduser().absolute()
     _check_destination(out)

@@ -1,11 +1,10 @@
-"""Checks a pulled adapter passes before anyone uses it: the tensor file's sha256 against its config, and
-the backbone's weights fingerprint against the one the adapter was trained on."""
+"""The backbone check a pulled adapter passes before anyone uses it: the weights fingerprint against the one
+the adapter was trained on (the tensor file's checksum is `vtrlab.model.artifacts.verify_checksum`)."""
 
 from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vtrlab.errors import ArtifactError, ConfigError
@@ -14,13 +13,6 @@ if TYPE_CHECKING:
     from torch import nn
 
     from vtrlab.model.backbone import BackboneInfo
-
-
-def verify_checksum(directory: Path, config: dict[str, Any], origin: str | None = None) -> str:
-    """`vtrlab.model.artifacts.verify_checksum`, imported when called (this package imports no torch)."""
-    from vtrlab.model.artifacts import verify_checksum as check
-
-    return check(directory, config, origin)
 
 
 def verify_backbone(

@@ -6,13 +6,11 @@ from __future__ import annotations
 import base64
 import html
 import json
-import os
-import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vtrlab.atomic import atomic_write, write_text_atomic
 from vtrlab.regress.baselines import Baseline, EntryResult
 from vtrlab.regress.verdicts import FAILED, NO_BASELINE, NOT_OK, PASS, REGRESSION
 
@@ -38,17 +36,6 @@ class ReportHeader:
     @property
     def title(self) -> str:
         return f"Regression suite {self.suite} ({self.mode})"
-
-
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """`write(tmp)` to a temporary name beside `path` (created with the usual permissions), then rename."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _num(value: float | None) -> str:
@@ -153,12 +140,10 @@ at <code>{html.escape(header.tracking_uri)}</code></p>
 def plot(results: list[EntryResult], metric: str, path: Path) -> None:
     """Per entry: each seed's value (points), the mean (bar), comparable baselines (lines) with their
     tolerance bands (shaded), reference-only baselines (dotted)."""
-    import matplotlib
+    from matplotlib.figure import Figure  # the object API: no pyplot state, no backend switch in the caller
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(max(7.0, 1.8 * len(results) + 4), 4.5), dpi=110)
+    fig = Figure(figsize=(max(7.0, 1.8 * len(results) + 4), 4.5), dpi=110)
+    ax = fig.subplots()
     styles = {"champion": ("#8250df", "-"), "previous": ("#0969da", "--")}
     labelled: set[str] = set()
 
@@ -202,8 +187,7 @@ def plot(results: list[EntryResult], metric: str, path: Path) -> None:
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    _write_atomic(path, lambda tmp: fig.savefig(tmp, format="png"))
-    plt.close(fig)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
 
 
 def write_report(out: Path, header: ReportHeader, results: list[EntryResult]) -> dict[str, Path]:
@@ -212,12 +196,12 @@ def write_report(out: Path, header: ReportHeader, results: list[EntryResult]) ->
     paths = {"markdown": out / MARKDOWN, "html": out / HTML, "png": out / PLOT, "json": out / JSON}
     plot(results, header.metric, paths["png"])
     png = paths["png"].read_bytes()
-    _write_atomic(paths["markdown"], lambda tmp: tmp.write_text(markdown(header, results)))
-    _write_atomic(paths["html"], lambda tmp: tmp.write_text(html_page(header, results, png)))
+    write_text_atomic(paths["markdown"], markdown(header, results))
+    write_text_atomic(paths["html"], html_page(header, results, png))
     payload: dict[str, Any] = {
         **header.__dict__,
         "verdict": overall(results),
         "entries": [r.to_dict() for r in results],
     }
-    _write_atomic(paths["json"], lambda tmp: tmp.write_text(json.dumps(payload, indent=2, default=str)))
+    write_text_atomic(paths["json"], json.dumps(payload, indent=2, default=str))
     return paths

@@ -21,6 +21,11 @@ from vtrlab.tracking.registry import champion_version, registered_model_name
 from vtrlab.tracking.runs import TAG_KIND, find_or_create_run, flatten_params, log_params_once
 
 
+def regression_tags(suite: Suite, **extra: str) -> dict[str, str]:
+    """The tags every run of a regression carries (its own, its seed runs', its champion evaluations')."""
+    return {"regression": "true", "suite": suite.name, "backbone": suite.backbone, **extra}
+
+
 def find_champions(mlflow: MlflowClient, suite: Suite, source: str) -> dict[str, Any]:
     """{benchmark: champion ModelVersion} for every benchmark of the suite; NotFoundError naming each
     benchmark without one and its registered model."""
@@ -54,10 +59,8 @@ def start_run(
     """Create the regression's run (tags, params, the suite file as `suite/<name>`); returns its id."""
     tags = {
         TAG_KIND: "regression",
-        "regression": "true",
-        "suite": suite.name,
+        **regression_tags(suite),
         TAG_MODE: mode,
-        "backbone": suite.backbone,
         "git_commit": git_commit(),
     }
     run_id, _ = find_or_create_run(mlflow, experiment, key=key, run_name=run_name, tags=tags)
@@ -98,9 +101,7 @@ def log_evaluation(
         TAG_KIND: "evaluation",
         "method": version.tags.get("method", "?"),
         "benchmark": plan.benchmark,
-        "backbone": suite.backbone,
-        "regression": "true",
-        "suite": suite.name,
+        **regression_tags(suite),
         "registered_model": version.name,
         "model_version": str(version.version),
     }

@@ -24,6 +24,7 @@ def run_seed(config: dict[str, Any], context: dict[str, Any]) -> None:
     """The Tune function of one (entry, seed): its TrainSpec, its MLflow child run, a TorchTrainer fit."""
     import ray.tune
 
+    from vtrlab.regress.tracking import regression_tags
     from vtrlab.train.driver import run_tags
     from vtrlab.train.tuned import fit_tracked
 
@@ -33,14 +34,7 @@ def run_seed(config: dict[str, Any], context: dict[str, Any]) -> None:
     entry = suite.entries[index]
     train = suite.train_spec(entry, seed)
     trial_id = ray.tune.get_context().get_trial_id()
-    tags = {
-        **run_tags(train, "trial"),
-        "regression": "true",
-        "suite": suite.name,
-        "entry": entry.key,
-        "seed": str(seed),
-        "trial_id": trial_id,
-    }
+    tags = {**run_tags(train, "trial"), **regression_tags(suite, entry=entry.key, seed=str(seed), trial_id=trial_id)}
     fit_tracked(
         train,
         tracking_uri=context["tracking_uri"],

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from vtrlab.atomic import write_text_atomic
-from vtrlab.data import read_manifest
 from vtrlab.errors import ConfigError
 from vtrlab.paths import default_data_url, vtrlab_home
 from vtrlab.sweep.spec import SweepSpec, load_sweep_spec
@@ -155,20 +154,22 @@ class SweepRunner:
         started = time.perf_counter()
         uri = tracking_uri()
         check_tracking_server(uri)
-        for benchmark in self.spec.benchmarks:
-            check_data_readable(data_url(self.spec, benchmark), benchmark, str(self.spec_path))
+        manifests = {
+            b: check_data_readable(data_url(self.spec, b), b, str(self.spec_path)) for b in self.spec.benchmarks
+        }
         connect(self.address, log_to_driver=not self.quiet)
         check_resources(self.spec, str(self.spec_path))
         state = self._state()  # only now: a refused sweep leaves no state behind
         mlflow = client(uri)
+        commit = git_commit()
         parent_id, _ = find_or_create_run(
             mlflow,
             self.experiment,
             key=state["sweep_key"],
             run_name=f"sweep-{self.spec.name}",
-            tags={TAG_KIND: "sweep", "sweep": self.spec.name, "git_commit": git_commit()},
+            tags={TAG_KIND: "sweep", "sweep": self.spec.name, "git_commit": commit},
         )
-        self._log_parent(mlflow, parent_id)
+        self._log_parent(mlflow, parent_id, manifests, commit)
         trials: list[TrialOutcome] = []
         for benchmark in self.spec.benchmarks:
             for method in self.spec.methods:
@@ -183,17 +184,14 @@ class SweepRunner:
         mlflow.set_terminated(parent_id, status="FINISHED")
         return SweepOutcome(self.spec.name, parent_id, self.experiment, trials, registrations, wall)
 
-    def _log_parent(self, mlflow, parent_id: str) -> None:
+    def _log_parent(self, mlflow, parent_id: str, manifests: dict[str, dict], commit: str) -> None:
         params = flatten_params(
             {
                 "spec_file": str(self.spec_path),
                 "spec_fingerprint": self.spec.fingerprint(),
-                "git_commit": git_commit(),
+                "git_commit": commit,
                 "objective": self.spec.objective.metric,
-                **{
-                    f"data_version.{b}": read_manifest(data_url(self.spec, b)).get("version", "?")
-                    for b in self.spec.benchmarks
-                },
+                **{f"data_version.{b}": manifest.get("version", "?") for b, manifest in manifests.items()},
                 **{f"version.{k}": v for k, v in package_versions().items()},
             }
         )

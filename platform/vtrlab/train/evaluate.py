@@ -81,10 +81,8 @@ def _gather(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     return [torch.cat([rank_tensors[i] for rank_tensors in everyone]) for i in range(len(tensors))]
 
 
-def _cat(parts: list[torch.Tensor | None], empty: torch.Tensor) -> torch.Tensor | None:
-    if not parts:
-        return empty
-    return None if parts[0] is None else torch.cat(parts)
+def _cat(parts: list[torch.Tensor], empty: torch.Tensor) -> torch.Tensor:
+    return torch.cat(parts) if parts else empty
 
 
 @torch.no_grad()
@@ -103,6 +101,7 @@ def encode_split(
     encoder.eval()
     device = torch.device(device)
     conditioned = encoder.video_head.text_conditioned
+    patches = encoder.video_head.needs_patch_tokens  # decided by the head, the same on every rank
     videos, frame_embs, masks, patch_embs, text_rows, owners = [], [], [], [], [], []
     video_ids: list[str] = []
     captions: list[list[str]] = []
@@ -115,7 +114,8 @@ def encode_split(
                 frame_emb, patch_emb, mask = encoder.frame_features(frames, mask)
                 frame_embs.append(frame_emb.float().cpu())
                 masks.append(mask.cpu())
-                patch_embs.append(patch_emb.float().cpu() if patch_emb is not None else None)
+                if patches:
+                    patch_embs.append(patch_emb.float().cpu())
             else:
                 videos.append(encoder.encode_video(frames, mask).cpu())
             if texts:
@@ -128,7 +128,7 @@ def encode_split(
         encoded = VideoEmbeddings(
             frame_emb=_cat(frame_embs, torch.empty(0)),
             frame_mask=_cat(masks, torch.empty(0, dtype=torch.bool)),
-            patch_emb=_cat(patch_embs, torch.empty(0)),
+            patch_emb=_cat(patch_embs, torch.empty(0)) if patches else None,
         )
     else:
         encoded = VideoEmbeddings(embedding=_cat(videos, torch.empty(0, encoder.embed_dim)))
