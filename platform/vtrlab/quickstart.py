@@ -66,7 +66,7 @@ def quickstart(address: str | None = None, size: str = "small", fresh: bool = Fa
         f"  browse and compare the runs:  [bold]vtrlab ui[/]  (MLflow UI on {tracking_uri()})\n"
         f"  pull the champion adapter:    [bold]vtrlab pull {model}@champion --out adapters/quickstart[/]\n"
         f"  search the test videos:       [bold]vtrlab search --model {model}@champion --shards {data} "
-        '--query "a red circle moves right then a blue square appears"[/]\n'
+        '--query "a blue circle slides right, then a yellow triangle slides right"[/]\n'
         "  regression check:             [bold]vtrlab regress sweeps/regression-quickstart.yaml --champions-only[/]"
     )
     return outcome

@@ -150,7 +150,7 @@ def ordered(rows: list[ComparisonRow]) -> list[ComparisonRow]:
 
 
 def rich_table(rows: list[ComparisonRow], title: str) -> Table:
-    table = Table(title=title, caption="reported rows are the papers' numbers, not measured here")
+    table = Table(title=title)
     for header in HEADERS:
         table.add_column(header, justify="left" if header in ("benchmark", "method", "source") else "right")
     for row in ordered(rows):
