@@ -18,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "platform"))
 
 from vtrlab.tracking.runs import client
+
 from vtrlab.tracking.store import tracking_uri
 
 SECTION = "## Sweep overhead"

@@ -40,7 +40,7 @@ def suite_dict(world: dict, **changes) -> dict:
         "train": {"epochs": 2, "batch_size": 32, "epoch_batches": 3, "eval_batch_size": 64, "workers": 1},
         "seeds": [0, 1],
         "tolerance": {"max_r1_drop": 4.7, "seed_sigmas": 2.0},
-        "max_concurrent": 3,
+        "budget": {"max_concurrent": 3},
         "entries": [
             {
                 "benchmark": "synthetic",

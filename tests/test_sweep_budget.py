@@ -28,4 +28,4 @@ def test_budget_larger_than_the_cluster_is_refused(synth_small, tmp_path):
     assert result.returncode == 2, result.stderr[-2000:]
     message = " ".join(result.stderr.split())
     assert "too-big.yaml" in message and "needs 8.1 CPUs" in message and "train.workers" in message
-    assert not (tmp_path / "home" / "sweeps").exists() or not any((tmp_path / "home" / "sweeps").rglob("done.json"))
+    assert not (tmp_path / "home" / "sweeps").exists()  # a refused sweep leaves no state

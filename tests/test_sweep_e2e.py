@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 from pathlib import Path
 
 import boto3
@@ -24,7 +25,7 @@ def vtrlab(args: list[str], env: dict[str, str], timeout: int = 1200) -> subproc
 
 
 @pytest.fixture(scope="module")
-def sweep_world(s3_endpoint, tmp_path_factory):
+def sweep_world(s3_endpoint, pretrained_backbone, tmp_path_factory):
     """Data on S3, an MLflow server (artifacts on S3), and the environment a user would have."""
     from vtrlab.data.synth import synth
 
@@ -38,12 +39,13 @@ def sweep_world(s3_endpoint, tmp_path_factory):
         **os.environ,
         "MLFLOW_TRACKING_URI": server.uri,
         "VTRLAB_HOME": str(root / "home"),
-        "VTRLAB_TEST_FAIL_AT_EPOCH": "1",
+        "VTRLAB_TEST_FAULT": "exit@1",  # one worker process dies mid-epoch 1, once per trial
     }
     env.pop("RAY_ADDRESS", None)
     spec = {
         "name": "e2e",
         "backbone": "vtr-tiny",
+        "weights": pretrained_backbone,  # a backbone others can rebuild: the champion is registrable
         "benchmarks": ["synthetic"],
         "data": {"synthetic": "s3://e2e-data/synthetic"},
         "train": {"epochs": EPOCHS, "batch_size": 32, "epoch_batches": 3, "eval_batch_size": 64, "workers": 1},
@@ -97,6 +99,7 @@ def test_asha_stops_at_least_one_trial_and_finished_trials_have_every_epoch_once
     children = mlflow.search_runs([experiment.experiment_id], filter_string="tags.`vtrlab.kind` = 'trial'")
     stopped = [r for r in children if "asha_stopped" in r.data.tags]
     assert stopped, "ASHA stopped no trial"
+    assert all(r.info.status == "KILLED" for r in stopped)
     for run in children:
         steps = [m.step for m in mlflow.get_metric_history(run.info.run_id, "rsum")]
         assert len(steps) == len(set(steps)), f"duplicate epochs in {run.info.run_name}: {steps}"
@@ -110,12 +113,14 @@ def test_asha_stops_at_least_one_trial_and_finished_trials_have_every_epoch_once
 
 
 def test_a_worker_was_killed_and_its_trial_resumed_in_the_same_run(sweep_world):
-    markers = list(Path(sweep_world["home"]).glob("sweeps/*/synthetic__mv-adapter/train/vtrlab-failed-once"))
-    assert markers, "the injected worker failure did not happen"
-    # the crashed trial is one of the runs above: every run has each epoch once, so the restarted workers
-    # continued from the checkpoint and logged into the same run (one run per trial, none duplicated)
     mlflow = MlflowClient(sweep_world["server"].uri)
     experiment = mlflow.get_experiment_by_name("sweep-e2e")
+    trials = mlflow.search_runs([experiment.experiment_id], filter_string="tags.`vtrlab.kind` = 'trial'")
+    faults = Path(tempfile.gettempdir()) / "vtrlab-faults"
+    crashed = [r for r in trials if (faults / f"{r.info.run_id}-exit-1").exists()]
+    assert crashed, "the injected worker failure did not happen"
+    # every run has each epoch once (above), so the restarted workers continued from the checkpoint and
+    # logged into the same run (one run per trial, none duplicated)
     names = [r.info.run_name for r in mlflow.search_runs([experiment.experiment_id])]
     assert len(names) == len(set(names))
 

@@ -8,8 +8,7 @@ import pytest
 import yaml
 
 from vtrlab.errors import ConfigError
-from vtrlab.sweep.space import trial_spec
-from vtrlab.sweep.spec import load_sweep_spec
+from vtrlab.sweep.spec import load_sweep_spec, trial_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "sweeps" / "quickstart.yaml"
@@ -38,10 +37,13 @@ def write(tmp_path: Path, edit) -> Path:
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda d: d.update(colour="red"), r"spec.yaml: colour: Extra inputs are not permitted"),
-        (lambda d: d["budget"].update(trails=3), r"budget.trails: Extra inputs"),
-        (lambda d: d["methods"].update({"mvadapter": {}}), r"methods.mvadapter: unknown method; allowed: zero-shot"),
-        (lambda d: d.update(benchmarks=["msr-vtt"]), r"unknown benchmark 'msr-vtt'; allowed: msrvtt"),
+        (lambda d: d.update(colour="red"), r"spec.yaml: colour: unknown key"),
+        (lambda d: d["budget"].update(trails=3), r"budget.trails: unknown key"),
+        (
+            lambda d: d["methods"].update({"mvadapter": {}}),
+            r"methods.mvadapter: unknown method .mvadapter.; allowed: zero-shot",
+        ),
+        (lambda d: d.update(benchmarks=["msr-vtt"]), r"spec.yaml: benchmarks: unknown benchmark 'msr-vtt'.*msrvtt"),
         (
             lambda d: d["methods"]["rap"]["search"].update(sparsity={"float": [0.9, 0.2]}),
             r"methods.rap.search.sparsity: Value error, empty or inverted range \[0.9, 0.2\]",
@@ -66,13 +68,13 @@ def test_missing_file_and_bad_yaml(tmp_path):
         load_sweep_spec(tmp_path / "nope.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: [unclosed\n")
-    with pytest.raises(ConfigError, match=r"bad\.yaml: not valid YAML"):
+    with pytest.raises(ConfigError, match=r"bad\.yaml: line 2: not valid YAML"):
         load_sweep_spec(bad)
 
 
 def test_trial_spec_routes_knobs_and_training_fields():
     spec = load_sweep_spec(QUICKSTART)
-    train = trial_spec(spec, "synthetic", "mv-adapter", {"width": 16, "lr": 1e-3}, data="/data")
-    assert train.knobs["width"] == 16 and train.lr == 1e-3
+    train = trial_spec(spec, "synthetic", "mv-adapter", {"width": 16, "lr": 1e-3})
+    assert train.knobs.width == 16 and train.lr == 1e-3
     assert train.num_frames == 12 and train.max_words == 32  # from the synthetic card
     assert train.epochs == spec.train["epochs"]

@@ -3,11 +3,13 @@
 Exit codes: 0 success; 1 a regression found by `vtrlab regress` (or an unexpected failure, with its
 traceback); 2 bad input (a spec, file, option or artifact that is wrong, named in one line); 3 something
 named that does not exist (an unknown model, version or alias, an experiment without runs, a benchmark
-without a champion).
+without a champion); 4 the runs failed (every trial of a sweep or regression, or the run of `vtrlab
+train`); 130 interrupted (SIGINT or SIGTERM; a sweep's state is saved and `--resume` continues it).
 """
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import typer
@@ -21,6 +23,7 @@ from vtrlab.model.cli import model_app
 from vtrlab.regress.cli import regress_command
 from vtrlab.report.cli import compare_command
 from vtrlab.sweep.cli import sweep_command
+from vtrlab.tracking.cli import reconcile_command
 from vtrlab.train.cli import train_command
 
 app = typer.Typer(
@@ -38,6 +41,7 @@ app.command("compare")(compare_command)
 app.command("regress")(regress_command)
 app.command("pull")(pull_command)
 app.command("search")(search_command)
+app.command("reconcile")(reconcile_command)
 
 
 @app.command()
@@ -84,13 +88,30 @@ def quickstart(
     run_quickstart(address=address, size=size, fresh=fresh)
 
 
+def _terminate(signum: int, frame) -> None:
+    raise KeyboardInterrupt  # SIGTERM (e.g. `vtrlab jobs stop`) ends a command as Ctrl+C does: runs closed
+
+
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: vtrlab's errors as one line and their exit code."""
+    import click
+
+    signal.signal(signal.SIGTERM, _terminate)
+    console = Console(stderr=True, soft_wrap=True)
     try:
-        app()
-    except VtrlabError as err:
-        Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {escape(str(err))}", highlight=False)
+        code = app(standalone_mode=False)  # click leaves errors and interrupts to us: their exit codes are ours
+        sys.exit(code if isinstance(code, int) else 0)
+    except click.ClickException as err:  # usage errors: click's own message, exit 2
+        err.show()
         sys.exit(err.exit_code)
+    except click.exceptions.Exit as err:
+        sys.exit(err.exit_code)
+    except VtrlabError as err:
+        console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False)
+        sys.exit(err.exit_code)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        console.print("[bold red]interrupted[/] (runs were ended FAILED; a sweep continues with --resume)")
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -46,11 +46,14 @@ def quickstart(address: str | None = None, size: str = "small", fresh: bool = Fa
         pretrain_backbone(str(data), weights)
 
     runner = SweepRunner(
-        SPEC, address=address, overrides={"weights": str(weights), "data": {"synthetic": str(data)}}, quiet=True
+        SPEC,
+        address=address,
+        overrides={"weights": str(weights), "data": {"synthetic": str(data)}},
+        say=lambda line: console.print(f"  {line}", highlight=False, markup=False),
     )
     runner.resume = runner.finished() and not fresh
     if runner.resume:
-        console.print(f"[green]3/{steps}[/] the quickstart sweep already ran ({runner.root}); `--fresh` runs it again")
+        console.print(f"[green]3/{steps}[/] the quickstart sweep already ran ({runner.ledger.url}); `--fresh` reruns")
     else:
         console.print(
             f"[cyan]3/{steps}[/] running sweeps/quickstart.yaml (Ray Tune + Optuna + ASHA, one Ray Train run a trial)"

@@ -10,7 +10,7 @@ from urllib.parse import urlparse
 
 from rich.console import Console
 
-from vtrlab.tracking.runs import client as mlflow_client
+from vtrlab.tracking.client import Tracker
 from vtrlab.tracking.store import tracking_uri
 
 
@@ -23,8 +23,7 @@ def ui_command_line(uri: str, host: str, port: int) -> list[str]:
 
 def experiment_links(base: str, uri: str) -> list[tuple[str, str]]:
     """(name, URL) of every experiment in the store, newest first."""
-    experiments = mlflow_client(uri).search_experiments(order_by=["creation_time DESC"])
-    return [(e.name, f"{base}/#/experiments/{e.experiment_id}/runs") for e in experiments if e.name != "Default"]
+    return [(e.name, f"{base}/#/experiments/{e.experiment_id}/runs") for e in Tracker(uri).experiments()]
 
 
 def run_ui(host: str = "127.0.0.1", port: int = 5000) -> int:

@@ -1,7 +1,7 @@
 """From the model registry to the user's code: resolve a model reference, pull a verified adapter, load it,
 search a benchmark split with it (`vtrlab pull`, `vtrlab search`, `vtrlab.load`).
 
-    resolve_version(client, "MODEL@ALIAS" | "MODEL/VERSION" | "MODEL") -> ModelVersion
+    resolve_version(tracker, "MODEL@ALIAS" | "MODEL/VERSION" | "MODEL") -> VersionRecord
     pull(reference, out_dir, weights=None, tracking_uri=None) -> PulledAdapter
     load(reference, weights=None, tracking_uri=None, device="cpu") -> VideoTextDualEncoder
 

@@ -9,16 +9,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vtrlab.errors import ArtifactError
-from vtrlab.hub.pull import PulledAdapter, open_registry, pull_version, version_metrics
+from vtrlab.hub.pull import PulledAdapter, cache_lock, open_registry, pull_version, version_metrics
 from vtrlab.hub.reference import ModelReference, resolve_version
 from vtrlab.hub.verify import verify_backbone
 from vtrlab.paths import vtrlab_home
 
 if TYPE_CHECKING:
     import torch
-    from mlflow.entities.model_registry import ModelVersion
 
     from vtrlab.model.dual_encoder import VideoTextDualEncoder
+    from vtrlab.tracking.records import VersionRecord
 
 
 def cache_dir(model: str, version: str) -> Path:
@@ -48,21 +48,22 @@ def load_pulled(
     from vtrlab.model.artifacts import load_adapter_into, read_adapter_config
     from vtrlab.model.factory import create_model
 
-    client, uri = open_registry(tracking_uri)
-    version = resolve_version(client, reference)
-    directory = cache_dir(version.name, str(version.version))
-    pulled = _reusable(directory, version)
-    if pulled is not None:
-        origin = f"{version.name} version {version.version} ({directory})"
-        clip, info = verify_backbone(read_adapter_config(directory), weights, origin)
-    else:
-        pulled, (clip, info) = pull_version(client, uri, version, directory, weights)
-    encoder = create_model(pulled.method, info.name, knobs=pulled.knobs, clip=clip, backbone_info=info)
-    load_adapter_into(encoder, directory)  # checks the checksum, method, knobs and tensor shapes once more
+    tracker = open_registry(tracking_uri)
+    version = resolve_version(tracker, reference)
+    directory = cache_dir(version.model, version.version)
+    with cache_lock(directory):  # concurrent first loads: one pulls, the others then reuse its copy
+        pulled = _reusable(directory, version)
+        if pulled is not None:
+            origin = f"{version.model} version {version.version} ({directory})"
+            clip, info = verify_backbone(read_adapter_config(directory), weights, origin)
+        else:
+            pulled, (clip, info) = pull_version(tracker, version, directory, weights)
+        encoder = create_model(pulled.method, info.name, knobs=pulled.knobs, clip=clip, backbone_info=info)
+        load_adapter_into(encoder, directory)  # checks the checksum, method, knobs and tensor shapes once more
     return encoder.to(device).eval(), pulled
 
 
-def _reusable(directory: Path, version: ModelVersion) -> PulledAdapter | None:
+def _reusable(directory: Path, version: VersionRecord) -> PulledAdapter | None:
     """The earlier pull in `directory` if it is of this very version and its tensors are intact, with the
     registry's current aliases and tags; else None (pull again)."""
     from vtrlab.model.artifacts import read_adapter_config, verify_checksum
@@ -72,9 +73,9 @@ def _reusable(directory: Path, version: ModelVersion) -> PulledAdapter | None:
     try:
         pulled = PulledAdapter.read(directory)
         same = (pulled.model, pulled.version, pulled.run_id, pulled.source) == (
-            version.name,
-            str(version.version),
-            version.run_id or "",
+            version.model,
+            version.version,
+            version.run_id,
             version.source,
         )
         if not same:
@@ -83,4 +84,4 @@ def _reusable(directory: Path, version: ModelVersion) -> PulledAdapter | None:
     except ArtifactError:
         return None
     tags = dict(version.tags)
-    return dataclasses.replace(pulled, aliases=sorted(version.aliases or []), tags=tags, metrics=version_metrics(tags))
+    return dataclasses.replace(pulled, aliases=sorted(version.aliases), tags=tags, metrics=version_metrics(tags))

@@ -8,8 +8,6 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,11 +19,11 @@ from vtrlab.hub.reference import ModelReference, resolve_version
 from vtrlab.hub.verify import verify_backbone
 
 if TYPE_CHECKING:
-    from mlflow.entities.model_registry import ModelVersion
-    from mlflow.tracking import MlflowClient
     from torch import nn
 
     from vtrlab.model.backbone import BackboneInfo
+    from vtrlab.tracking.client import Tracker
+    from vtrlab.tracking.records import VersionRecord
 
 REGISTRY_NAME = "registry.json"
 PULL_FORMAT = "vtrlab-pull/1"
@@ -71,16 +69,24 @@ class PulledAdapter:
             raise ArtifactError(f"{path}: not a readable {REGISTRY_NAME} of a vtrlab pull ({err})") from err
 
 
-def open_registry(tracking_uri: str | None = None) -> tuple[MlflowClient, str]:
-    """(client, uri) for `tracking_uri`, else MLFLOW_TRACKING_URI, else the embedded store."""
-    from mlflow.tracking import MlflowClient
+def cache_lock(directory: Path, timeout: float = 600.0):
+    """An exclusive file lock beside `directory` (`.<name>.lock`), held while it is checked, pulled and
+    read, so two processes never write the same copy at once."""
+    from filelock import FileLock
 
+    directory = Path(directory).expanduser().absolute()
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(directory.with_name(f".{directory.name}.lock")), timeout=timeout)
+
+
+def open_registry(tracking_uri: str | None = None) -> Tracker:
+    """The tracking store at `tracking_uri`, else MLFLOW_TRACKING_URI, else the embedded store (checked)."""
+    from vtrlab.tracking.client import Tracker
     from vtrlab.tracking.store import check_tracking_server
-    from vtrlab.tracking.store import tracking_uri as default_uri
 
-    uri = tracking_uri or default_uri()
-    check_tracking_server(uri)
-    return MlflowClient(tracking_uri=uri), uri
+    tracker = Tracker(tracking_uri)
+    check_tracking_server(tracker.uri)
+    return tracker
 
 
 def pull(
@@ -91,15 +97,16 @@ def pull(
 ) -> PulledAdapter:
     """Download the version `reference` names into `out_dir`, verify its checksum and backbone fingerprint
     (with `weights`, default the recorded ones) and write `registry.json` beside it."""
-    client, uri = open_registry(tracking_uri)
-    pulled, _ = pull_version(client, uri, resolve_version(client, reference), out_dir, weights)
+    tracker = open_registry(tracking_uri)
+    version = resolve_version(tracker, reference)
+    with cache_lock(Path(out_dir)):
+        pulled, _ = pull_version(tracker, version, out_dir, weights)
     return pulled
 
 
 def pull_version(
-    client: MlflowClient,
-    uri: str,
-    version: ModelVersion,
+    tracker: Tracker,
+    version: VersionRecord,
     out_dir: str | os.PathLike,
     weights: str | os.PathLike | None = None,
 ) -> tuple[PulledAdapter, tuple[nn.Module, BackboneInfo]]:
@@ -112,8 +119,8 @@ def pull_version(
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.pull-"))
     try:
-        directory = _download(version, staging / "download", uri)
-        origin = f"{version.name} version {version.version} ({version.source})"
+        directory = _download(tracker, version, staging / "download")
+        origin = f"{version.model} version {version.version} ({version.source})"
         try:
             config = read_adapter_config(directory)
         except ArtifactError as err:
@@ -122,9 +129,9 @@ def pull_version(
         backbone = verify_backbone(config, weights, origin)
         pulled = PulledAdapter(
             path=out,
-            model=version.name,
-            version=str(version.version),
-            aliases=sorted(version.aliases or []),
+            model=version.model,
+            version=version.version,
+            aliases=sorted(version.aliases),
             run_id=version.run_id or "",
             source=version.source,
             method=config["method"],
@@ -134,8 +141,8 @@ def pull_version(
             verified_weights=backbone[1].weights,
             metrics=version_metrics(version.tags),
             tags=dict(version.tags),
-            run_params=_run_params(client, version.run_id),
-            tracking_uri=_public_uri(uri),
+            run_params=_run_params(tracker, version.run_id),
+            tracking_uri=_public_uri(tracker.uri),
             pulled_at=datetime.now(UTC).isoformat(timespec="seconds"),
         )
         (directory / REGISTRY_NAME).write_text(json.dumps(pulled.to_dict(), indent=2, sort_keys=True))
@@ -166,41 +173,19 @@ def _check_destination(out: Path) -> None:
         )
 
 
-def _download(version: ModelVersion, destination: Path, uri: str) -> Path:
-    import mlflow.artifacts
-    from mlflow.exceptions import MlflowException
-
+def _download(tracker: Tracker, version: VersionRecord, destination: Path) -> Path:
     destination.mkdir()
     try:
-        with _no_progress_bar():
-            local = Path(
-                mlflow.artifacts.download_artifacts(
-                    artifact_uri=version.source, dst_path=str(destination), tracking_uri=uri
-                )
-            )
-    except (MlflowException, OSError) as err:
+        local = tracker.download_uri(version.source, destination)
+    except Exception as err:  # the store's own errors (a missing artifact, a refused or broken download)
         raise ArtifactError(
-            f"{version.name} version {version.version}: cannot download its artifact {version.source} ({err})"
+            f"{version.model} version {version.version}: cannot download its artifact {version.source} ({err})"
         ) from err
     if not local.is_dir():
         raise ArtifactError(
-            f"{version.name} version {version.version}: {version.source} is a file, not an adapter directory"
+            f"{version.model} version {version.version}: {version.source} is a file, not an adapter directory"
         )
     return local
-
-
-@contextmanager
-def _no_progress_bar() -> Iterator[None]:
-    """MLflow's download progress bar off (unless the user set MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR)."""
-    name = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
-    if name in os.environ:
-        yield
-        return
-    os.environ[name] = "false"
-    try:
-        yield
-    finally:
-        os.environ.pop(name, None)
 
 
 def _move_into_place(directory: Path, out: Path, staging: Path) -> None:
@@ -217,15 +202,13 @@ def _move_into_place(directory: Path, out: Path, staging: Path) -> None:
         raise
 
 
-def _run_params(client: MlflowClient, run_id: str | None) -> dict[str, str]:
-    from mlflow.exceptions import MlflowException
-
+def _run_params(tracker: Tracker, run_id: str | None) -> dict[str, str]:
     if not run_id:
         return {}
     try:
-        return dict(client.get_run(run_id).data.params)
-    except MlflowException:
-        return {}  # the run was deleted; the version still stands on its own
+        return dict(tracker.run(run_id).params)
+    except Exception:  # the run was deleted; the version still stands on its own
+        return {}
 
 
 def _public_uri(uri: str) -> str:

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 from vtrlab.errors import ConfigError, NotFoundError
 
 if TYPE_CHECKING:
-    from mlflow.entities.model_registry import ModelVersion, RegisteredModel
-    from mlflow.tracking import MlflowClient
+    from vtrlab.tracking.client import Tracker
+    from vtrlab.tracking.records import VersionRecord
 
 DEFAULT_ALIAS = "champion"
 PREFIX = "models:/"
@@ -19,6 +19,7 @@ FORMS = "MODEL, MODEL@ALIAS or MODEL/VERSION (optionally prefixed with models:/)
 _NAME = r"[\w][\w.\-]*"
 _PATTERN = re.compile(rf"^(?P<model>{_NAME})(?:@(?P<alias>[\w\-]+)|/(?P<version>[1-9][0-9]*))?$")
 _LISTED = 20  # at most this many names in an error message
+MAX_VERSION = 2**31 - 1  # registries number versions with 32-bit integers
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,9 @@ def parse_reference(text: str) -> ModelReference:
     body = raw.removeprefix(PREFIX)
     match = _PATTERN.match(body)
     if not match:
-        raise ConfigError(f"model reference {text!r}: expected {FORMS}, e.g. vtrlab-msrvtt-ViT-B-16@champion")
+        from vtrlab.config import shown
+
+        raise ConfigError(f"model reference {shown(text)}: expected {FORMS}, e.g. vtrlab-msrvtt-ViT-B-16@champion")
     version = match["version"]
     return ModelReference(match["model"], alias=None if version else (match["alias"] or DEFAULT_ALIAS), version=version)
 
@@ -49,51 +52,42 @@ def _listing(names: list[str]) -> str:
     return shown + (f" (and {len(names) - _LISTED} more)" if len(names) > _LISTED else "")
 
 
-def _is_missing(err: Exception) -> bool:
-    return getattr(err, "error_code", None) == "RESOURCE_DOES_NOT_EXIST"
-
-
-def _registered_model(client: MlflowClient, name: str) -> RegisteredModel:
-    from mlflow.exceptions import MlflowException
-
+def _aliases(tracker: Tracker, model: str) -> dict[str, str]:
     try:
-        return client.get_registered_model(name)
-    except MlflowException as err:
-        if not _is_missing(err):
-            raise
-    models = sorted(m.name for m in client.search_registered_models())
-    raise NotFoundError(f"no registered model {name!r} at {client.tracking_uri}; registered models: {_listing(models)}")
+        return tracker.aliases(model)
+    except NotFoundError:
+        models = tracker.registered_models()
+        raise NotFoundError(
+            f"no registered model {model!r} at {tracker.uri}; registered models: {_listing(models)}"
+        ) from None
 
 
-def _versions_and_aliases(client: MlflowClient, model: RegisteredModel) -> str:
-    versions = sorted(int(v.version) for v in client.search_model_versions(f"name='{model.name}'"))
-    aliases = [f"{alias} -> {version}" for alias, version in sorted(model.aliases.items())]
-    return f"versions: {_listing([str(v) for v in versions])}; aliases: {_listing(aliases)}"
+def _versions_and_aliases(tracker: Tracker, model: str, aliases: dict[str, str]) -> str:
+    versions = [v.version for v in tracker.versions(model)]
+    listed = [f"{alias} -> {version}" for alias, version in sorted(aliases.items())]
+    return f"versions: {_listing(versions)}; aliases: {_listing(listed)}"
 
 
-def resolve_version(client: MlflowClient, reference: str | ModelReference) -> ModelVersion:
+def resolve_version(tracker: Tracker, reference: str | ModelReference) -> VersionRecord:
     """The registry's version for `reference` (see `parse_reference`); NotFoundError names the unknown model,
     version or alias and lists what exists."""
-    from mlflow.exceptions import MlflowException
-
     ref = reference if isinstance(reference, ModelReference) else parse_reference(reference)
-    model = _registered_model(client, ref.model)
+    aliases = _aliases(tracker, ref.model)
     if ref.alias is not None:
-        if ref.alias not in model.aliases:
+        if ref.alias not in aliases:
             raise NotFoundError(
-                f"model {ref.model!r} has no alias {ref.alias!r}; {_versions_and_aliases(client, model)}"
+                f"model {ref.model!r} has no alias {ref.alias!r}; {_versions_and_aliases(tracker, ref.model, aliases)}"
             )
-        version = str(model.aliases[ref.alias])
+        version = aliases[ref.alias]
     else:
         version = str(ref.version)
-    try:
-        found = client.get_model_version(ref.model, version)
-    except MlflowException as err:
-        if not _is_missing(err):
-            raise
+    if int(version) > MAX_VERSION:
         raise NotFoundError(
-            f"model {ref.model!r} has no version {version}; {_versions_and_aliases(client, model)}"
+            f"model {ref.model!r} has no version {version}; {_versions_and_aliases(tracker, ref.model, aliases)}"
+        )
+    try:
+        return tracker.version(ref.model, version)
+    except NotFoundError:
+        raise NotFoundError(
+            f"model {ref.model!r} has no version {version}; {_versions_and_aliases(tracker, ref.model, aliases)}"
         ) from None
-    if not found.aliases:  # some stores leave aliases out of a version; the registered model has them
-        found.aliases = [alias for alias, v in model.aliases.items() if str(v) == version]
-    return found

@@ -128,3 +128,16 @@ def load_backbone(name: str, weights: str | os.PathLike | None = None) -> tuple[
     model.requires_grad_(False)
     model.eval()
     return model, BackboneInfo(name=name, weights=weights, fingerprint=weights_fingerprint(model))
+
+
+def check_backbone(name: str, weights: str | None, source: str) -> None:
+    """Refuse, before anything is built, an unknown backbone name or a weights file that does not exist
+    (errors name `source`, the spec that asked for them)."""
+    try:
+        _validate_name(name)
+    except ConfigError as err:
+        raise ConfigError(f"{source}: backbone: {err}") from None
+    if weights is not None:
+        looks_like_file = str(weights).endswith(WEIGHT_SUFFIXES) or os.sep in str(weights)
+        if looks_like_file and not Path(weights).expanduser().is_file():
+            raise ConfigError(f"{source}: weights: file {str(weights)!r} does not exist")

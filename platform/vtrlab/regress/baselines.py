@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from vtrlab.regress.verdicts import FAILED, NO_BASELINE, PASS, REGRESSION
-from vtrlab.tracking.runs import TAG_KIND
+from vtrlab.tracking.records import TAG_KIND, RunRecord, VersionRecord
 
 if TYPE_CHECKING:
-    from mlflow.tracking import MlflowClient
+    from vtrlab.tracking.client import Tracker
 
 TAG_MODE = "regression.mode"  # train | champions-only
 EPSILON = 1e-9  # metrics are logged as floats: 14.0625 - 0.0 must not count as below 14.0625
@@ -98,12 +98,12 @@ def judge(result: EntryResult) -> EntryResult:
     return result
 
 
-def champion_baseline(version, metric: str, method: str | None) -> Baseline:
+def champion_baseline(version: VersionRecord, metric: str, method: str | None) -> Baseline:
     """The champion version's recorded `metric.<metric>` tag; comparable when its `method` tag is `method`
     (None: always, e.g. when the champion itself is evaluated)."""
     recorded = version.tags.get(f"metric.{metric}")
     champion_method = version.tags.get("method", "?")
-    label = f"{version.name} v{version.version} ({champion_method})"
+    label = f"{version.model} v{version.version} ({champion_method})"
     short = f"v{version.version}, {champion_method}"
     if recorded is None:
         return Baseline("champion", None, False, label, note=f"champion has no recorded {metric}", short=short)
@@ -112,32 +112,29 @@ def champion_baseline(version, metric: str, method: str | None) -> Baseline:
     return Baseline("champion", float(recorded), comparable, label, note, version.run_id, short)
 
 
-def earlier_runs(mlflow: MlflowClient, experiment: str, mode: str, before_ms: int) -> list:
+def earlier_runs(tracker: Tracker, experiment: str, mode: str, before_ms: int) -> list[RunRecord]:
     """Finished regression runs of `experiment` in `mode` that started before `before_ms`, newest first."""
-    found = mlflow.get_experiment_by_name(experiment)
+    found = tracker.experiment(experiment)
     if found is None:
         return []
-    runs = mlflow.search_runs(
+    runs = tracker.search_runs(
         [found.experiment_id],
-        filter_string=f"tags.`{TAG_KIND}` = 'regression' and tags.`{TAG_MODE}` = '{mode}' "
-        "and attributes.status = 'FINISHED'",
+        f"tags.`{TAG_KIND}` = 'regression' and tags.`{TAG_MODE}` = '{mode}' and attributes.status = 'FINISHED'",
         order_by=["attributes.start_time DESC"],
-        max_results=200,
+        limit=200,
     )
-    return [run for run in runs if run.info.start_time < before_ms]
+    return [run for run in runs if run.start_ms < before_ms]
 
 
-def previous_baseline(runs: list, key: str, metric: str, fingerprint: str) -> Baseline | None:
+def previous_baseline(runs: list[RunRecord], key: str, metric: str, fingerprint: str) -> Baseline | None:
     """The newest of `runs` that measured entry `key` with the same fingerprint (what it trains), if any."""
     for run in runs:
-        if run.data.params.get(f"entry.{key}.fingerprint") != fingerprint:
+        if run.params.get(f"entry.{key}.fingerprint") != fingerprint:
             continue
-        value = run.data.metrics.get(f"{key}.{metric}_mean")
+        value = run.metrics.get(f"{key}.{metric}_mean")
         if value is None:
             continue
-        started = datetime.fromtimestamp(run.info.start_time / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
-        label = f"run {run.info.run_id} ({started})"
-        return Baseline(
-            "previous", float(value), True, label, run_id=run.info.run_id, short=f"run {run.info.run_id[:8]}"
-        )
+        started = datetime.fromtimestamp(run.start_ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
+        label = f"run {run.run_id} ({started})"
+        return Baseline("previous", float(value), True, label, run_id=run.run_id, short=f"run {run.run_id[:8]}")
     return None

@@ -30,7 +30,7 @@ def eval_plan(suite: Suite, benchmark: str, version, run_params: dict[str, str])
     card = load_card(benchmark)
     return EvalPlan(
         benchmark=benchmark,
-        reference=f"{version.name}/{version.version}",
+        reference=version.reference,
         data=suite.data_url(benchmark),
         split=run_params.get("eval_split") or card.eval_split,
         batch_size=int(run_params.get("eval_batch_size") or suite.train.get("eval_batch_size", 64)),

@@ -26,10 +26,11 @@ def regress_command(
         str | None, typer.Option(help="report folder (default: $VTRLAB_HOME/regressions/<suite>/<timestamp>)")
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="print the results as JSON (progress on stderr)")] = False,
+    verbose: Annotated[bool, typer.Option(help="Ray Tune's status tables and the workers' logs")] = False,
 ) -> None:
     """Retrain the suite's entries over seeds (or evaluate the champions) and compare with the registry
     champions and the previous run. Exit codes: 0 pass, 1 regression (or a run that failed), 2 bad input,
-    3 a benchmark without a champion. The registry is never changed."""
+    3 a benchmark without a champion, 4 every run failed, 130 interrupted. The registry is never changed."""
     from vtrlab.cli_common import print_json
     from vtrlab.regress.runner import RegressionRunner
 
@@ -39,7 +40,7 @@ def regress_command(
         address=address,
         champions_only=champions_only,
         out=out,
-        verbose=not json_output,
+        verbose=verbose and not json_output,
         say=lambda line: progress.print(f"[cyan]regress[/] {escape(line)}", highlight=False),
     )
     # with --json, stdout carries the JSON only: what the run prints (Ray Tune's tables) goes to stderr

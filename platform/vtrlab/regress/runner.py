@@ -19,18 +19,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlflow.tracking import MlflowClient
-
+from vtrlab.errors import RunsFailedError
 from vtrlab.paths import vtrlab_home
 from vtrlab.regress import tracking
 from vtrlab.regress.baselines import EntryResult, champion_baseline, earlier_runs, judge, previous_baseline
 from vtrlab.regress.report import ReportHeader, overall, write_report
 from vtrlab.regress.suite import load_suite
 from vtrlab.regress.verdicts import REGRESSION
+from vtrlab.tracking.client import Tracker
+from vtrlab.tracking.lifecycle import Heartbeat
 from vtrlab.tracking.provenance import git_commit
-from vtrlab.tracking.runs import TAG_KEY, client
+from vtrlab.tracking.records import RunState
 from vtrlab.tracking.store import check_tracking_server, tracking_uri
-from vtrlab.train.tuned import check_cluster_fits, check_data_readable, trial_needs
+from vtrlab.train.preflight import check_cluster_fits, check_data_readable, trial_shape
 
 TRAIN, CHAMPIONS_ONLY = "train", "champions-only"
 
@@ -79,7 +80,7 @@ class RegressionRunner:
         address: str | None = None,
         champions_only: bool = False,
         out: str | Path | None = None,
-        verbose: bool = True,
+        verbose: bool = False,
         say: Callable[[str], None] = print,
     ):
         self.suite_path = Path(suite_path)
@@ -98,52 +99,60 @@ class RegressionRunner:
         self.run_key = f"regression/{self.suite.name}/{self.work_dir.name}/{uuid.uuid4().hex[:8]}"
 
     def run(self) -> RegressionOutcome:
-        """Check, run, compare, report; the MLflow run ends FINISHED, or FAILED/KILLED on an exception."""
+        """Check, run, compare, report; the run ends FINISHED, or FAILED with the error (interrupted too)."""
         from vtrlab.cluster import connect
+        from vtrlab.train.tracked import one_line
 
         started = time.perf_counter()
         uri = tracking_uri()
         check_tracking_server(uri)
-        mlflow = client(uri)
-        champions = tracking.find_champions(mlflow, self.suite, self.source)  # before anything runs or is logged
-        self.suite = self.suite.model_copy(update={"data": {b: self.suite.data_url(b) for b in self.suite.benchmarks}})
+        tracker = Tracker(uri)
+        champions = tracking.find_champions(tracker, self.suite, self.source)  # before anything runs or is logged
+        self.suite = self.suite.model_copy(
+            update={"data": {b: self.suite.data_url(b) for b in self.suite.benchmark_names}}
+        )
         manifests = {b: check_data_readable(url, b, self.source) for b, url in self.suite.data.items()}
         self.say(f"Ray: {connect(self.address, log_to_driver=self.verbose)}")
         if self.mode == TRAIN:
             self._check_resources()
         run_name = f"regression-{self.suite.name}-{self.stamp}"
         parent_id = tracking.start_run(
-            mlflow, self.experiment, self.run_key, run_name, self.suite, self.suite_path, self.mode, manifests
+            tracker, self.experiment, self.run_key, run_name, self.suite, self.suite_path, self.mode, manifests
         )
         try:
-            if self.mode == TRAIN:
-                results = self._train(mlflow, uri, parent_id, champions)
-            else:
-                results = self._evaluate_champions(mlflow, uri, parent_id, champions)
-            before = mlflow.get_run(parent_id).info.start_time
-            history = earlier_runs(mlflow, self.experiment, self.mode, before)
-            for result in results:
-                result.previous = previous_baseline(history, result.key, self.suite.metric, result.fingerprint)
-                judge(result)
-            wall = time.perf_counter() - started
-            header = ReportHeader(
-                suite=self.suite.name,
-                mode=self.mode,
-                metric=self.suite.metric,
-                started=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(before / 1000)),
-                wall_seconds=wall,
-                run_id=parent_id,
-                experiment=self.experiment,
-                tracking_uri=uri,
-                git_commit=git_commit(),
-                suite_file=self.source,
-            )
-            self.say(f"writing the report to {self.out}")
-            paths = write_report(self.out, header, results)
-            tracking.finish_run(mlflow, parent_id, self.suite.metric, results, paths, wall)
+            with Heartbeat(tracker, parent_id):
+                if self.mode == TRAIN:
+                    results = self._train(tracker, uri, parent_id, champions)
+                else:
+                    results = self._evaluate_champions(tracker, uri, parent_id, champions)
+                before = tracker.run(parent_id).start_ms
+                history = earlier_runs(tracker, self.experiment, self.mode, before)
+                for result in results:
+                    result.previous = previous_baseline(history, result.key, self.suite.metric, result.fingerprint)
+                    judge(result)
+                wall = time.perf_counter() - started
+                header = ReportHeader(
+                    suite=self.suite.name,
+                    mode=self.mode,
+                    metric=self.suite.metric,
+                    started=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(before / 1000)),
+                    wall_seconds=wall,
+                    run_id=parent_id,
+                    experiment=self.experiment,
+                    tracking_uri=uri,
+                    git_commit=git_commit(),
+                    suite_file=self.source,
+                )
+                self.say(f"writing the report to {self.out}")
+                paths = write_report(self.out, header, results)
+                tracking.finish_run(tracker, parent_id, self.suite.metric, results, paths, wall)
         except BaseException as err:
-            mlflow.set_terminated(parent_id, status="KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+            reason = "interrupted (SIGINT/SIGTERM)" if isinstance(err, KeyboardInterrupt) else one_line(err)
+            tracker.end_run(parent_id, RunState.FAILED, error=reason)
             raise
+        if results and all(not r.finished for r in results):
+            errors = "; ".join(f"{r.key}: {r.extra.get('error', 'failed')}" for r in results)
+            raise RunsFailedError(f"regression {self.suite.name}: every run failed ({errors})")
         return RegressionOutcome(
             self.suite.name,
             self.mode,
@@ -157,86 +166,71 @@ class RegressionRunner:
         )
 
     def _check_resources(self) -> None:
+        budget = self.suite.budget
         for index, entry in enumerate(self.suite.entries):
-            train = self.suite.train_spec(entry, self.suite.seeds_of(entry)[0])
-            cpus, gpus = trial_needs(train, self.suite.cpus_per_trial)
-            keys = f"train / entries.{index}.train"
-            check_cluster_fits(
-                cpus,
-                gpus,
-                self.source,
-                cpu_keys=f"workers x cpus_per_worker in {keys}, + cpus_per_trial",
-                gpu_keys=f"workers x gpus_per_worker in {keys}",
-            )
+            train = self.suite.train_spec_of(entry, self.suite.seeds_of(entry)[0])
+            shape = trial_shape(train, budget.cpus_per_trial, budget.driver_resource)
+            check_cluster_fits(shape, self.source, budget.trial_keys(f"train / entries.{index}.train"))
 
-    def _train(self, mlflow: MlflowClient, uri: str, parent_id: str, champions: dict) -> list[EntryResult]:
-        from vtrlab.regress.trials import seed_run_key, train_all
+    def _train(self, tracker: Tracker, uri: str, parent_id: str, champions: dict) -> list[EntryResult]:
+        from vtrlab.regress.trials import SeedTrials, train_all
 
         suite = self.suite
-        local_checkpoints = not suite.storage
-        checkpoints = (
-            str(self.work_dir / "checkpoints")
-            if local_checkpoints
-            else f"{suite.storage.rstrip('/')}/{suite.name}/{self.work_dir.name}"
+        root = (
+            str(self.work_dir)
+            if not suite.storage
+            else f"{suite.storage.rstrip('/')}/regressions/{suite.name}/{self.work_dir.name}"
         )
-        context = {
-            "suite": suite.model_dump(mode="json"),
-            "tracking_uri": uri,
-            "experiment": self.experiment,
-            "parent_run_id": parent_id,
-            "run_key": self.run_key,
-            "storage_path": checkpoints,
-            "marker_dir": str(self.work_dir / "markers"),
-        }
-        tracking.log_fingerprints(mlflow, parent_id, {e.key: suite.entry_fingerprint(e) for e in suite.entries})
+        factory = SeedTrials(
+            suite=suite.model_dump(mode="json"),
+            run_key=self.run_key,
+            parent_run_id=parent_id,
+            experiment=self.experiment,
+        )
+        tracking.log_fingerprints(tracker, parent_id, {e.key: suite.entry_fingerprint(e) for e in suite.entries})
         trials = sum(len(suite.seeds_of(entry)) for entry in suite.entries)
         self.say(
             f"training {len(suite.entries)} entries over their seeds: {trials} Ray Train runs "
-            f"(one Ray Tune grid search, {suite.max_concurrent} at a time)"
+            f"(one Ray Tune grid, {suite.budget.max_concurrent} at a time)"
         )
-        values, errors = train_all(suite, context, self.work_dir, self.verbose)
-        experiment_id = mlflow.get_experiment_by_name(self.experiment).experiment_id
+        outcomes = train_all(suite, factory, root, uri, self.verbose, self.say)
         results = []
         for index, entry in enumerate(suite.entries):
-            run_ids, seeds = [], suite.seeds_of(entry)
-            for seed in seeds:
-                key = seed_run_key(self.run_key, entry.key, seed)
-                found = mlflow.search_runs([experiment_id], filter_string=f"tags.`{TAG_KEY}` = '{key}'", max_results=1)
-                run_ids.append(found[0].info.run_id if found else None)
-                if found and found[0].info.status == "RUNNING":  # its trial failed before it could close it
-                    mlflow.set_terminated(found[0].info.run_id, status="FAILED")
+            seeds = suite.seeds_of(entry)
+            ran = [outcomes.get((index, seed)) for seed in seeds]
+            finished = [o if o is not None and o.state == RunState.FINISHED else None for o in ran]
             result = EntryResult(
                 key=entry.key,
                 benchmark=entry.benchmark,
                 method=entry.method,
                 fingerprint=suite.entry_fingerprint(entry),
                 seeds=list(seeds),
-                values=[values.get((index, seed)) for seed in seeds],
-                run_ids=run_ids,
+                values=[o.metrics.get(suite.metric) if o is not None else None for o in finished],
+                run_ids=[o.run_id if o is not None else None for o in ran],
             )
-            failures = [errors[(index, seed)] for seed in seeds if (index, seed) in errors]
+            failures = [o.error for o in ran if o is not None and o.error]
             if failures:
                 result.extra["error"] = "; ".join(failures)
             result.allowed_drop = suite.tolerance_of(entry).allowed_drop(result.std)
             result.champion = champion_baseline(champions[entry.benchmark], suite.metric, entry.method)
             results.append(result)
-        if local_checkpoints and not any(r.failed for r in results):
-            shutil.rmtree(checkpoints, ignore_errors=True)  # every adapter is in MLflow; keep failed runs' state
+        if not suite.storage and not any(r.failed for r in results):
+            shutil.rmtree(Path(root) / "train", ignore_errors=True)  # every adapter is in MLflow
         return results
 
-    def _evaluate_champions(self, mlflow: MlflowClient, uri: str, parent_id: str, champions: dict) -> list[EntryResult]:
+    def _evaluate_champions(self, tracker: Tracker, uri: str, parent_id: str, champions: dict) -> list[EntryResult]:
         from vtrlab.regress.champions import eval_plan, evaluate_all
 
         suite = self.suite
         plans = [
-            eval_plan(suite, benchmark, version, mlflow.get_run(version.run_id).data.params if version.run_id else {})
+            eval_plan(suite, benchmark, version, tracker.run(version.run_id).params if version.run_id else {})
             for benchmark, version in champions.items()
         ]
         fingerprints = {  # the same champion version with the same backbone weights: comparable across runs
-            f"{b}.champion": hashlib.sha256(f"{v.name}/{v.version}/{suite.weights}".encode()).hexdigest()[:12]
+            f"{b}.champion": hashlib.sha256(f"{v.model}/{v.version}/{suite.weights}".encode()).hexdigest()[:12]
             for b, v in champions.items()
         }
-        tracking.log_fingerprints(mlflow, parent_id, fingerprints)
+        tracking.log_fingerprints(tracker, parent_id, fingerprints)
         self.say(f"evaluating {len(plans)} champion(s) as Ray tasks: {', '.join(p.reference for p in plans)}")
         metrics = evaluate_all(suite, plans, uri)
         results = []
@@ -244,7 +238,7 @@ class RegressionRunner:
             version, measured = champions[plan.benchmark], metrics[plan.benchmark]
             key = f"{plan.benchmark}.champion"
             child_id = tracking.log_evaluation(
-                mlflow, self.experiment, f"{self.run_key}/{key}", parent_id, suite, plan, version, measured
+                tracker, self.experiment, f"{self.run_key}/{key}", parent_id, suite, plan, version, measured
             )
             result = EntryResult(
                 key=key,

@@ -11,36 +11,37 @@ Example (see sweeps/regression-quickstart.yaml)::
     seeds: [0, 1, 2]
     metric: t2v_R1                                   # higher is better
     tolerance: {max_r1_drop: 3.0, seed_sigmas: 2.0}  # allowed drop: the larger of 3 points and 2 x std
+    budget: {max_concurrent: 1, cpus_per_trial: 0.1, trial_retries: 1}
     entries:
       - benchmark: synthetic
         method: mv-adapter
         knobs: {width: 32}
-        train: {lr: 2.0e-3}                          # overrides of `train` for this entry
+        train: {lr: 2.0e-3}                          # this entry's method's own training fields
         tolerance: {max_r1_drop: 5.0}                # optional, replaces the suite's tolerance
       - benchmark: synthetic
         method: zero-shot
         seeds: [0]                                   # optional, replaces the suite's seeds
+
+The fields shared with sweep specs (`per_benchmark` overrides, `storage`, `budget`) are described in
+`vtrlab.experiment`; an entry's knobs and training fields are its method's own layer there.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from vtrlab.config import StrictModel, TrainSpec, load_yaml, validate_model
+from vtrlab.config import StrictModel, TrainSpec, format_validation_error, load_model
 from vtrlab.errors import ConfigError
-from vtrlab.paths import default_data_url, vtrlab_home
+from vtrlab.experiment import NAME_PATTERN, ExperimentSpec, RunBudget
+from vtrlab.train.metric_names import METRIC_KEYS, direction
 
 # higher is better for each of these, so "a drop" is always "mean < baseline - allowed"
-METRICS = ("t2v_R1", "t2v_R5", "t2v_R10", "v2t_R1", "v2t_R5", "v2t_R10", "rsum", "t2v_rsum", "v2t_rsum")
-NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
-_VARIABLE = re.compile(r"\$(\w+)|\$\{(\w+)\}")
+METRICS = tuple(key for key in METRIC_KEYS if direction(key) == "max")
 
 
 class Tolerance(StrictModel):
@@ -80,29 +81,23 @@ class Entry(StrictModel):
         return self.name or f"{self.benchmark}.{self.method}"
 
 
-class Suite(StrictModel):
-    name: Annotated[str, Field(pattern=NAME_PATTERN)]
-    description: str = ""
-    backbone: str = "vtr-tiny"
-    weights: str | None = None
-    data: dict[str, str] = Field(default_factory=dict)
-    storage: str | None = Field(None, description="checkpoint storage (s3://bucket/prefix); default $VTRLAB_HOME")
-    train: dict[str, Any] = Field(default_factory=dict)
+class Suite(ExperimentSpec):
     seeds: Annotated[list[int], Field(min_length=1)] = [0, 1, 2]
     metric: Literal[METRICS] = "t2v_R1"  # type: ignore[valid-type]
     tolerance: Tolerance
-    max_concurrent: Annotated[int, Field(gt=0, description="trials run at once")] = 2
-    cpus_per_trial: Annotated[float, Field(gt=0, description="CPUs of each trial's driver")] = 0.1
+    budget: RunBudget = Field(default_factory=RunBudget)
     entries: Annotated[list[Entry], Field(min_length=1)]
 
+    forbidden_train_fields = ("seed",)  # seeds come from the suite's `seeds` lists
+
     @property
-    def benchmarks(self) -> list[str]:
+    def benchmark_names(self) -> list[str]:
         """The suite's benchmarks, each once, in entry order."""
         return list(dict.fromkeys(entry.benchmark for entry in self.entries))
 
-    def data_url(self, benchmark: str) -> str:
-        """Where `benchmark`'s shards are: `data.<benchmark>`, else the default (card, $VTRLAB_HOME/data)."""
-        return self.data.get(benchmark) or default_data_url(benchmark)
+    @property
+    def methods(self) -> set[str]:
+        return {entry.method for entry in self.entries}
 
     def tolerance_of(self, entry: Entry) -> Tolerance:
         return entry.tolerance or self.tolerance
@@ -110,27 +105,20 @@ class Suite(StrictModel):
     def seeds_of(self, entry: Entry) -> list[int]:
         return entry.seeds or self.seeds
 
-    def train_spec(self, entry: Entry, seed: int) -> TrainSpec:
-        """The resolved TrainSpec of `entry` with `seed` (suite-wide training fields, then the entry's)."""
-        return TrainSpec(
-            benchmark=entry.benchmark,
-            method=entry.method,
-            knobs=entry.knobs,
-            backbone=self.backbone,
-            weights=self.weights,
-            data=self.data_url(entry.benchmark),
-            **{**self.train, **entry.train},
-            seed=seed,
-        ).resolved()
+    def train_spec_of(self, entry: Entry, seed: int) -> TrainSpec:
+        """The resolved TrainSpec of `entry` with `seed` (layered as `vtrlab.experiment` describes)."""
+        knobs, fields = self.layered(entry.benchmark, entry.method, entry.knobs, entry.train)
+        return self.train_spec(entry.benchmark, entry.method, knobs, fields, seed=seed)
 
     def entry_fingerprint(self, entry: Entry) -> str:
         """A short hash of what the entry trains (not its data location or tolerance): earlier runs are its
         baseline only when this matches."""
+        knobs, fields = self.layered(entry.benchmark, entry.method, entry.knobs, entry.train)
         payload = {
             "benchmark": entry.benchmark,
             "method": entry.method,
-            "knobs": entry.knobs,
-            "train": {**self.train, **entry.train},
+            "knobs": knobs,
+            "train": fields,
             "backbone": self.backbone,
             "weights": self.weights,
             "seeds": self.seeds_of(entry),
@@ -142,46 +130,22 @@ class Suite(StrictModel):
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
-def expand_path(value: str, key: str, source: str) -> str:
-    """`~` and `$VAR` / `${VAR}` expanded; `$VTRLAB_HOME` defaults to vtrlab's home when unset."""
-    variables = {"VTRLAB_HOME": str(vtrlab_home()), **os.environ}
-
-    def substitute(match: re.Match) -> str:
-        name = match.group(1) or match.group(2)
-        if name not in variables:
-            raise ConfigError(f"{source}: {key}: environment variable ${name} is not set (in {value!r})")
-        return variables[name]
-
-    return os.path.expanduser(_VARIABLE.sub(substitute, value))
-
-
-def _check_train(fields: dict[str, Any], key: str, source: str) -> None:
-    from vtrlab.sweep.spec import TRAIN_FIELDS
-
-    for name in fields:
-        if name == "seed":
-            raise ConfigError(f"{source}: {key}.seed: seeds come from the suite's `seeds` list, not {key}")
-        if name not in TRAIN_FIELDS:
-            raise ConfigError(
-                f"{source}: {key}.{name}: unknown training field; allowed: {', '.join(sorted(TRAIN_FIELDS))}"
-            )
-
-
 def _check_entry(suite: Suite, index: int, entry: Entry, source: str) -> None:
-    from vtrlab.data.card import CARD_NAMES
+    from vtrlab.config import check_train_fields
+    from vtrlab.data.card import load_card
     from vtrlab.model.methods import list_methods, parse_knobs
 
     where = f"entries.{index}"
-    if entry.benchmark not in CARD_NAMES:
-        raise ConfigError(
-            f"{source}: {where}.benchmark: unknown benchmark {entry.benchmark!r}; allowed: {', '.join(CARD_NAMES)}"
-        )
+    try:
+        load_card(entry.benchmark)
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {where}.benchmark: {err}") from None
     if entry.method not in list_methods():
         raise ConfigError(
             f"{source}: {where}.method: unknown method {entry.method!r}; allowed: {', '.join(list_methods())}"
         )
     parse_knobs(entry.method, entry.knobs, source=f"{source}: {where}.knobs")
-    _check_train(entry.train, f"{where}.train", source)
+    check_train_fields(entry.train, f"{where}.train", source, forbid=("seed",))
     seeds = suite.seeds_of(entry)
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"{source}: {where}.seeds: {seeds} repeats a seed")
@@ -193,47 +157,31 @@ def _check_entry(suite: Suite, index: int, entry: Entry, source: str) -> None:
             "give at least two seeds or a max_r1_drop"
         )
     try:
-        suite.train_spec(entry, seeds[0])  # validates the training fields and sizes the knobs
+        suite.train_spec_of(entry, seeds[0])  # validates the training fields and sizes the knobs
     except ValidationError as err:
-        problems = []
-        for item in err.errors():
-            name = ".".join(str(part) for part in item["loc"]) or "train"
-            prefix = f"{where}.train" if name in entry.train else "train"
-            problems.append(f"{source}: {prefix}.{name}: {item['msg']} (got {item.get('input')!r})")
-        raise ConfigError("\n".join(problems)) from None
+        raise ConfigError(format_validation_error(err, f"{source}: {where}")) from None
     except ConfigError as err:  # e.g. knobs sized below the benchmark's frames or words
         raise ConfigError(f"{source}: {where}: {err}") from None
 
 
 def _check(suite: Suite, source: str) -> None:
-    from vtrlab.data.card import CARD_NAMES
+    from vtrlab.model.backbone import check_backbone
 
-    for benchmark in suite.data:
-        if benchmark not in CARD_NAMES:
-            raise ConfigError(f"{source}: data.{benchmark}: unknown benchmark; allowed: {', '.join(CARD_NAMES)}")
-    _check_train(suite.train, "train", source)
+    for index, entry in enumerate(suite.entries):
+        _check_entry(suite, index, entry, source)
+    suite.check_common(source, suite.methods)
+    check_backbone(suite.backbone, suite.weights, source)
     if len(set(suite.seeds)) != len(suite.seeds):
         raise ConfigError(f"{source}: seeds: {suite.seeds} repeats a seed")
     keys = [entry.key for entry in suite.entries]
     for key in {k for k in keys if keys.count(k) > 1}:
         raise ConfigError(f"{source}: entries: two entries are named {key!r}; give them distinct `name`s")
-    for index, entry in enumerate(suite.entries):
-        _check_entry(suite, index, entry, source)
 
 
 def load_suite(path: str | Path) -> Suite:
     """Read and validate a regression suite; every error names the file and the key. Paths in `weights`,
     `data` and `storage` have `~` and environment variables expanded."""
     source = str(path)
-    data = load_yaml(path)
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping at the top level")
-    suite = validate_model(Suite, data, source)
-    updates: dict[str, Any] = {"data": {b: expand_path(u, f"data.{b}", source) for b, u in suite.data.items()}}
-    if suite.weights:
-        updates["weights"] = expand_path(suite.weights, "weights", source)
-    if suite.storage:
-        updates["storage"] = expand_path(suite.storage, "storage", source)
-    suite = suite.model_copy(update=updates)
+    suite = load_model(path, Suite).expanded(source)
     _check(suite, source)
     return suite

@@ -1,18 +1,19 @@
-"""Training mode: every (entry, seed) of a suite is one Ray Train run; one Ray Tune grid search runs them all.
+"""Training mode: every (entry, seed) of a suite is one tracked Ray Train run; one Ray Tune grid runs them
+all (the same Tune runner as sweeps, `vtrlab.tuning.runner`, without search or ASHA).
 
-Each trial is a Tune function (as in `vtrlab sweep`) that fits a TorchTrainer with `TuneReportCallback`
-and logs into its own MLflow child run of the regression run, tagged like a sweep trial plus `seed`,
+Each trial logs into its own MLflow child run of the regression run, tagged like a sweep trial plus `seed`,
 `entry` and `regression=true`.
 """
 
 from __future__ import annotations
 
-import re
-import time
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
+from vtrlab.config import TrainSpec
 from vtrlab.regress.suite import Suite
+from vtrlab.train.tracked import RunIdentity, run_tags
+from vtrlab.tuning.runner import TrialOutcome
 
 
 def seed_run_key(run_key: str, entry_key: str, seed: int) -> str:
@@ -20,75 +21,77 @@ def seed_run_key(run_key: str, entry_key: str, seed: int) -> str:
     return f"{run_key}/{entry_key}/seed{seed}"
 
 
-def run_seed(config: dict[str, Any], context: dict[str, Any]) -> None:
-    """The Tune function of one (entry, seed): its TrainSpec, its MLflow child run, a TorchTrainer fit."""
-    import ray.tune
-
-    from vtrlab.regress.tracking import regression_tags
-    from vtrlab.train.driver import run_tags
-    from vtrlab.train.tuned import fit_tracked
-
-    started_at = time.time()
-    suite = Suite.model_validate(context["suite"])
-    index, seed = context["runs"][config["run"]]
-    entry = suite.entries[index]
-    train = suite.train_spec(entry, seed)
-    trial_id = ray.tune.get_context().get_trial_id()
-    tags = {**run_tags(train, "trial"), **regression_tags(suite, entry=entry.key, seed=str(seed), trial_id=trial_id)}
-    fit_tracked(
-        train,
-        tracking_uri=context["tracking_uri"],
-        experiment=context["experiment"],
-        key=seed_run_key(context["run_key"], entry.key, seed),
-        run_name=f"{entry.key}-seed{seed}",
-        tags=tags,
-        parent_run_id=context["parent_run_id"],
-        trainer_name=f"train-{trial_id}",
-        storage_path=context["storage_path"],
-        marker_dir=str(Path(context["marker_dir"]) / f"{entry.key}-seed{seed}"),
-        started_at=started_at,
-    )
-
-
-def train_all(
-    suite: Suite, context: dict[str, Any], work_dir: Path, verbose: bool
-) -> tuple[dict[tuple[int, int], float], dict[tuple[int, int], str]]:
-    """Fit every (entry index, seed) once. Returns ({(entry index, seed): the suite metric of the last epoch}
-    for the trials that finished, {(entry index, seed): error} for those that did not)."""
-    from ray import tune
-
-    runs = {  # readable labels in Tune's progress table: "<entry>/seed<seed>"
+def seed_labels(suite: Suite) -> dict[str, tuple[int, int]]:
+    """{"<entry>/seed<seed>": (entry index, seed)}: the grid, with readable labels in progress lines."""
+    return {
         f"{entry.key}/seed{seed}": (index, seed)
         for index, entry in enumerate(suite.entries)
         for seed in suite.seeds_of(entry)
     }
-    context = {**context, "runs": runs}
-    trainable = tune.with_resources(tune.with_parameters(run_seed, context=context), {"cpu": suite.cpus_per_trial})
-    tuner = tune.Tuner(
-        trainable,
-        param_space={"run": tune.grid_search(list(runs))},
-        tune_config=tune.TuneConfig(max_concurrent_trials=suite.max_concurrent),
-        run_config=tune.RunConfig(name="tune", storage_path=str(work_dir), verbose=1 if verbose else 0),
+
+
+@dataclass(frozen=True)
+class SeedTrials:
+    """The trial factory of a regression: grid config {"run": label} -> that entry and seed's run."""
+
+    suite: dict[str, Any]  # the Suite, as JSON
+    run_key: str
+    parent_run_id: str
+    experiment: str
+
+    @property
+    def group(self) -> str:
+        return self.run_key
+
+    def _where(self, config: dict[str, Any]) -> tuple[Suite, int, int]:
+        suite = Suite.model_validate(self.suite)
+        index, seed = seed_labels(suite)[config["run"]]
+        return suite, index, seed
+
+    def spec(self, config: dict[str, Any]) -> TrainSpec:
+        suite, index, seed = self._where(config)
+        return suite.train_spec_of(suite.entries[index], seed)
+
+    def identity(self, config: dict[str, Any], trial_id: str) -> RunIdentity:
+        from vtrlab.regress.tracking import regression_tags
+
+        suite, index, seed = self._where(config)
+        entry = suite.entries[index]
+        tags = {**run_tags(self.spec(config), "trial"), **regression_tags(suite, entry=entry.key, seed=str(seed))}
+        return RunIdentity(
+            experiment=self.experiment,
+            key=seed_run_key(self.run_key, entry.key, seed),
+            name=f"{entry.key}-seed{seed}",
+            tags=tags,
+            parent_run_id=self.parent_run_id,
+        )
+
+
+def train_all(
+    suite: Suite, factory: SeedTrials, root: str, tracking_uri: str, verbose: bool, say
+) -> dict[tuple[int, int], TrialOutcome]:
+    """Fit every (entry index, seed) once (retried per the suite's budget); {(index, seed): outcome}."""
+    from ray import tune
+
+    from vtrlab.train.preflight import DRIVER_SHARE
+    from vtrlab.tuning.ledger import Ledger
+    from vtrlab.tuning.runner import TuneJob, run_job
+
+    labels = seed_labels(suite)
+    job = TuneJob(
+        label=f"regression {suite.name}",
+        root=root,
+        ledger=Ledger(root),
+        factory=factory,
+        tracking_uri=tracking_uri,
+        num_samples=1,
+        max_concurrent=suite.budget.max_concurrent,
+        cpus_per_trial=suite.budget.cpus_per_trial,
+        trial_retries=suite.budget.trial_retries,
+        epochs=0,
+        resources={suite.budget.driver_resource: DRIVER_SHARE} if suite.budget.driver_resource else {},
+        param_space={"run": tune.grid_search(list(labels))},
+        verbose=verbose,
+        say=say,
     )
-    values: dict[tuple[int, int], float] = {}
-    errors: dict[tuple[int, int], str] = {}
-    for result in tuner.fit():
-        where = runs[result.config["run"]]
-        metrics = result.metrics or {}
-        if result.error is None and suite.metric in metrics:
-            values[where] = float(metrics[suite.metric])
-        else:
-            errors[where] = describe_error(result.error, result.path)
-    return values, errors
-
-
-def describe_error(error: BaseException | None, trial_dir: str | None) -> str:
-    """One line about why a trial failed: the innermost cause's message, shortened, and where Tune kept
-    the full traceback."""
-    if error is None:
-        return "the trial ended without reporting a result"
-    while getattr(error, "cause", None) is not None:  # RayTaskError wraps what the trial raised
-        error = error.cause
-    text = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(error)).split())
-    text = text if len(text) <= 400 else text[:400] + " ..."
-    return f"{type(error).__name__}: {text}" + (f" (traceback: {trial_dir}/error.txt)" if trial_dir else "")
+    return {labels[outcome.config["run"]]: outcome for outcome in run_job(job)}

@@ -43,6 +43,12 @@ def print_comparison(comparison) -> None:
             f"(no reported paper numbers for {', '.join(sorted(benchmarks))}; the report lists them for the "
             "five real benchmarks)"
         )
+    if comparison.failed or comparison.running:
+        console.print(
+            f"left out: {comparison.failed} failed trial run(s), {comparison.running} still running "
+            "(a run left RUNNING by a dead driver: `vtrlab reconcile`)",
+            style="yellow",
+        )
     files = comparison.files
     console.print(f"report: {files['markdown']}  {files['html']}")
     console.print(f"plots:  {files['pareto']}  {files['curves']}")

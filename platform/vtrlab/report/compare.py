@@ -10,15 +10,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlflow.tracking import MlflowClient
-
 from vtrlab.atomic import write_text_atomic
 from vtrlab.paths import vtrlab_home
 from vtrlab.report.collect import TrialRecord, collect_trials
 from vtrlab.report.plots import learning_curves, pareto_plot
 from vtrlab.report.references import references_for
 from vtrlab.report.table import MEASURED, ComparisonRow, best_rows, html_table, markdown_table, reference_rows
-from vtrlab.tracking.runs import client as mlflow_client
+from vtrlab.tracking.client import Tracker
 
 ARTIFACT_DIR = "compare"
 EXPLANATION = (
@@ -44,6 +42,8 @@ class Comparison:
     rows: list[ComparisonRow]  # measured best per (benchmark, method), then reported references
     files: dict[str, Path] = field(default_factory=dict)
     logged_to: list[str] = field(default_factory=list)  # parent run ids
+    failed: int = 0  # trial runs left out: they failed
+    running: int = 0  # trial runs left out: still running (or left so by a dead driver: `vtrlab reconcile`)
 
     @property
     def measured(self) -> list[ComparisonRow]:
@@ -71,21 +71,24 @@ class Comparison:
                 for t in self.trials
             ],
             "files": {k: str(v) for k, v in self.files.items()},
+            "failed_runs": self.failed,
+            "running_runs": self.running,
             "logged_to": self.logged_to,
         }
 
 
 def build_comparison(
-    client: MlflowClient, experiments: list[str] | None = None, benchmark: str | None = None
+    tracker: Tracker, experiments: list[str] | None = None, benchmark: str | None = None
 ) -> Comparison:
     """Collect the trials and build the rows; raises NotFoundError for unknown or empty experiments."""
-    trials = collect_trials(client, experiments, benchmark)
+    collected = collect_trials(tracker, experiments, benchmark)
+    trials = collected.trials
     measured = best_rows(trials)
     benchmarks = {row.benchmark for row in measured}
     names = sorted({t.experiment for t in trials})
     title = f"vtrlab comparison: {', '.join(names)}" + (f" ({benchmark})" if benchmark else "")
     rows = measured + reference_rows(references_for(benchmarks))
-    return Comparison(title, client.tracking_uri, names, trials, rows)
+    return Comparison(title, tracker.uri, names, trials, rows, failed=collected.failed, running=collected.running)
 
 
 def _markdown(comparison: Comparison, reported: list[ComparisonRow], pictures: dict[str, str]) -> str:
@@ -154,12 +157,12 @@ def parent_runs(comparison: Comparison) -> list[str]:
     return sorted({t.parent_run_id for t in comparison.trials if t.parent_run_id})
 
 
-def log_to_parent_runs(client: MlflowClient, comparison: Comparison) -> None:
+def log_to_parent_runs(tracker: Tracker, comparison: Comparison) -> None:
     """Log the report files under `compare/` of each run in `comparison.logged_to`."""
     for run_id in comparison.logged_to:
         for path in comparison.files.values():
-            client.log_artifact(run_id, str(path), ARTIFACT_DIR)
-        client.set_tag(run_id, "vtrlab.compared_at", time.strftime("%Y-%m-%dT%H:%M:%S"))
+            tracker.log_file(run_id, path, ARTIFACT_DIR)
+        tracker.set_tags(run_id, {"vtrlab.compared_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
 
 
 def compare(
@@ -170,10 +173,10 @@ def compare(
     log: bool = True,
 ) -> Comparison:
     """Build, write and (with `log`) log the comparison; returns it with its files and parent runs."""
-    client = mlflow_client(tracking_uri)
-    comparison = build_comparison(client, experiments, benchmark)
+    tracker = Tracker(tracking_uri)
+    comparison = build_comparison(tracker, experiments, benchmark)
     if log:
         comparison.logged_to = parent_runs(comparison)  # known before writing: the JSON is written once
     write_report(comparison, Path(out) if out else vtrlab_home() / "reports" / "compare")
-    log_to_parent_runs(client, comparison)
+    log_to_parent_runs(tracker, comparison)
     return comparison

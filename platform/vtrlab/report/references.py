@@ -5,10 +5,9 @@ from __future__ import annotations
 from functools import cache
 from importlib import resources
 
-import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from vtrlab.errors import ConfigError
+from vtrlab.config import parse_yaml, validate_model
 
 METRIC_NAMES = ("R1", "R5", "R10", "MdR", "MnR")
 
@@ -48,22 +47,22 @@ class ReferenceRow(BaseModel):
         return flat
 
 
+class ReferenceTable(BaseModel):
+    """One file of reference rows (`vtrlab/references/<paper>.yaml`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    rows: list[ReferenceRow] = Field(default_factory=list)
+
+
 @cache
 def load_references() -> tuple[ReferenceRow, ...]:
-    """Every reference row shipped with vtrlab."""
+    """Every reference row shipped with vtrlab (read with the one YAML loader, errors naming file and key)."""
     rows: list[ReferenceRow] = []
     for entry in sorted(resources.files("vtrlab.references").iterdir(), key=lambda e: e.name):
         if not entry.name.endswith(".yaml"):
             continue
-        try:
-            data = yaml.safe_load(entry.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"vtrlab/references/{entry.name}: not valid YAML ({err})") from None
-        for index, row in enumerate(data.get("rows", [])):
-            try:
-                rows.append(ReferenceRow.model_validate(row))
-            except ValidationError as err:
-                raise ConfigError(f"vtrlab/references/{entry.name}: rows[{index}]: {err}") from None
+        source = f"vtrlab/references/{entry.name}"
+        rows.extend(validate_model(ReferenceTable, parse_yaml(entry.read_text(), source) or {}, source).rows)
     return tuple(rows)
 
 

@@ -6,19 +6,35 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+
+STATES = {"FINISHED": "finished", "KILLED": "stopped by ASHA", "FAILED": "failed"}
 
 
 def sweep_command(
     spec: Annotated[str, typer.Argument(help="sweep spec YAML, e.g. sweeps/quickstart.yaml")],
     address: Annotated[str | None, typer.Option(help="Ray address (default: RAY_ADDRESS, else a local Ray)")] = None,
     resume: Annotated[bool, typer.Option(help="continue the interrupted sweep of this spec")] = False,
+    verbose: Annotated[bool, typer.Option(help="Ray Tune's status tables and the workers' logs")] = False,
+    strict: Annotated[bool, typer.Option(help="exit 4 when any trial failed (default: only when all did)")] = False,
 ) -> None:
-    """Ray Tune + Optuna + ASHA over the spec's methods x benchmarks; MLflow tracks every trial."""
+    """Ray Tune + Optuna + ASHA over the spec's methods x benchmarks; MLflow tracks every trial.
+
+    Exit codes: 0 done (a warning line counts failed trials), 2 bad input, 4 every trial failed (any, with
+    --strict), 130 interrupted (state saved: --resume continues)."""
     from vtrlab.sweep.driver import SweepRunner
 
-    outcome = SweepRunner(spec, address=address, resume=resume).run()
-    print_sweep_outcome(outcome)
+    console = Console(stderr=True, soft_wrap=True, highlight=False)
+    runner = SweepRunner(
+        spec,
+        address=address,
+        resume=resume,
+        verbose=verbose,
+        strict=strict,
+        say=lambda line: console.print(escape(line)),
+    )
+    print_sweep_outcome(runner.run())
 
 
 def print_sweep_outcome(outcome) -> None:
@@ -36,19 +52,22 @@ def print_sweep_outcome(outcome) -> None:
             f"{m.get('v2t_R1', 0):.1f}",
             f"{m.get('rsum', 0):.1f}",
             f"{int(m.get('trainable_params', 0)):,}",
-            "stopped by ASHA" if trial.stopped_early else "finished",
+            STATES.get(trial.state.value, trial.state.value),
         )
     console.print(table)
     for benchmark in sorted({t.benchmark for t in outcome.trials}):
         best: dict[str, float] = {}
         for trial in outcome.trials:
-            if trial.benchmark == benchmark:
+            if trial.benchmark == benchmark and trial.state.value != "FAILED":
                 best[trial.method] = max(best.get(trial.method, 0.0), trial.metrics.get("t2v_R1", 0.0))
         ranking = ", ".join(f"{m} {v:.1f}" for m, v in sorted(best.items(), key=lambda kv: -kv[1]))
         console.print(f"best T2V R@1 per method on {benchmark}: {ranking}")
     for reg in outcome.registrations:
+        previous = "none" if reg.previous_champion is None else f"{reg.previous_champion:.2f}"
         console.print(
             f"registry: [bold]{reg.model}[/] version {reg.version} -> [bold]{reg.alias}[/] "
-            f"({reg.objective:.2f}; previous champion {reg.previous_champion})"
+            f"({reg.objective:.2f}; previous champion {previous})"
         )
+    for note in outcome.notes:
+        console.print(escape(note), style="yellow")
     console.print(f"MLflow: experiment {outcome.experiment}, parent run {outcome.parent_run_id}")

@@ -1,11 +1,10 @@
-"""A method's search space as an Optuna define-by-run function, and trial params -> TrainSpec."""
+"""A method's search space as an Optuna define-by-run function, and the searcher of a sweep."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from vtrlab.config import TrainSpec
-from vtrlab.sweep.spec import TRAIN_FIELDS, MethodPlan, Range, SweepSpec
+from vtrlab.sweep.spec import MethodPlan, Objective, Range
 
 
 def suggest(trial, name: str, dimension: Range) -> Any:
@@ -20,9 +19,9 @@ def suggest(trial, name: str, dimension: Range) -> Any:
 
 
 class DefineByRun:
-    """Optuna define-by-run space for one method (each method has its own Tuner, so the space is that
-    method's knobs; conditioning on the method is the choice of Tuner). A class, not a closure, because
-    Tune pickles the searcher into its experiment state for `--resume`."""
+    """Optuna define-by-run space for one method (each method has its own Tune experiment, so the space is
+    that method's knobs; conditioning on the method is the choice of experiment). A class, not a closure,
+    because Tune pickles the searcher into its experiment state for `--resume`."""
 
     def __init__(self, plan: MethodPlan):
         self.search = dict(plan.search)
@@ -32,29 +31,19 @@ class DefineByRun:
             suggest(trial, name, dimension)
 
 
-def trial_spec(sweep: SweepSpec, benchmark: str, method: str, sampled: dict[str, Any], data: str) -> TrainSpec:
-    """The TrainSpec of one trial: sweep-wide training fields, the method's fixed ones, then sampled values
-    (knobs go to `knobs`, everything else to the TrainSpec field of that name)."""
-    plan = sweep.methods[method]
-    knobs = dict(plan.knobs)
-    fields: dict[str, Any] = {**sweep.train, **plan.train}
-    for name, value in sampled.items():
-        if name in TRAIN_FIELDS and name not in _knob_names(method):
-            fields[name] = value
-        else:
-            knobs[name] = value
-    return TrainSpec(
-        benchmark=benchmark,
-        method=method,
-        knobs=knobs,
-        backbone=sweep.backbone,
-        weights=sweep.weights,
-        data=data,
-        **fields,
-    ).resolved()
+def searcher(plan: MethodPlan, objective: Objective):
+    """OptunaSearch over the plan's space: multivariate TPE, or NSGA-II for a Pareto objective."""
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # its "A new study created" lines: our progress says it
 
-def _knob_names(method: str) -> set[str]:
-    from vtrlab.model.methods import get_method
-
-    return set(get_method(method).knobs.model_fields)
+    if objective.second:
+        metric, mode = [objective.metric, objective.second], [objective.mode, "min"]
+    else:
+        metric, mode = objective.metric, objective.mode
+    if objective.sampler == "nsga2":
+        sampler = optuna.samplers.NSGAIISampler(seed=0)
+    else:
+        sampler = optuna.samplers.TPESampler(multivariate=True, seed=0, n_startup_trials=2)
+    return OptunaSearch(space=DefineByRun(plan), metric=metric, mode=mode, sampler=sampler)

@@ -1,8 +1,13 @@
-"""The MLflow model registry: one registered model per (benchmark, backbone); champion and challenger.
+"""The model registry: one registered model per (benchmark, backbone), aliases `champion` and `challenger`.
 
-A sweep's best trial becomes a new version (source: the trial run's `adapter/` artifact) tagged with the
-sweep and its metrics. The alias `champion` moves to it only when it beats the current champion on the
-objective; otherwise the new version gets `challenger`.
+Registration is idempotent and race-free:
+- a run becomes at most one version (each version is tagged `vtrlab.run_id`; registering the run again
+  returns that version);
+- creating the registered model tolerates a concurrent creator;
+- after every registration the champion is *settled*: the alias is set to the best version on the
+  objective among all versions, then the versions are read again and the alias corrected until it is
+  stable. Two sweeps registering at once therefore both end with the champion on the better version,
+  whichever wrote last.
 """
 
 from __future__ import annotations
@@ -10,10 +15,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
+from vtrlab.tracking.client import Tracker
+from vtrlab.tracking.records import VersionRecord
 
 CHAMPION, CHALLENGER = "champion", "challenger"
+TAG_RUN = "vtrlab.run_id"
+SETTLE_ROUNDS = 10
+DESCRIPTION = "vtrlab adapters; alias champion = best version on its objective"
 
 
 def registered_model_name(benchmark: str, backbone: str) -> str:
@@ -25,48 +33,87 @@ def registered_model_name(benchmark: str, backbone: str) -> str:
 class Registration:
     model: str
     version: str
-    alias: str
+    alias: str  # champion | challenger
     objective: float
     previous_champion: float | None
+    created: bool  # False: the run had been registered before (a resumed sweep)
 
 
-def champion_version(client: MlflowClient, model: str):
-    """The version holding the `champion` alias, or None."""
+def recorded_value(version: VersionRecord, metric: str) -> float | None:
+    """The `metric.<metric>` tag a version carries, as a number."""
     try:
-        return client.get_model_version_by_alias(model, CHAMPION)
-    except MlflowException:
+        return float(version.tags[f"metric.{metric}"])
+    except (KeyError, ValueError):
         return None
 
 
-def register_adapter(
-    client: MlflowClient,
+def champion_version(tracker: Tracker, model: str) -> VersionRecord | None:
+    """The version holding `champion`, or None (also when the model does not exist)."""
+    from vtrlab.errors import NotFoundError
+
+    try:
+        return tracker.version_by_alias(model, CHAMPION)
+    except NotFoundError:
+        return None
+
+
+def _best(versions: list[VersionRecord], metric: str, mode: str, current: str | None) -> VersionRecord | None:
+    scored = [(value, v) for v in versions if (value := recorded_value(v, metric)) is not None]
+    if not scored:
+        return None
+    sign = 1.0 if mode == "max" else -1.0
+    top = max(sign * value for value, _ in scored)
+    leaders = [v for value, v in scored if sign * value == top]
+    for v in leaders:  # a tie keeps the champion in place
+        if v.version == current:
+            return v
+    return leaders[0]  # else the oldest of the best
+
+
+def settle_champion(tracker: Tracker, model: str, metric: str, mode: str) -> VersionRecord | None:
+    """Point `champion` at the best version of `model` on `metric` (set, re-read, correct until stable)."""
+    for _ in range(SETTLE_ROUNDS):
+        current = tracker.aliases(model).get(CHAMPION)
+        best = _best(tracker.versions(model), metric, mode, current)
+        if best is None or best.version == current:
+            return best
+        tracker.set_alias(model, CHAMPION, best.version)
+    return best
+
+
+def register_run(
+    tracker: Tracker,
     model: str,
     run_id: str,
+    source: str,
     metrics: dict[str, float],
     objective_metric: str,
     mode: str,
     tags: dict[str, str],
 ) -> Registration:
-    """Create a version of `model` from run `run_id`'s adapter and move `champion` or `challenger` to it."""
-    try:
-        client.get_registered_model(model)
-    except MlflowException:
-        client.create_registered_model(model, description="vtrlab adapters; alias champion = best so far")
-    value = float(metrics[objective_metric])
-    version_tags = {
-        **tags,
-        "objective.metric": objective_metric,
-        "objective.mode": mode,
-        "objective.value": f"{value:.6f}",
-        **{f"metric.{k}": f"{v:.4f}" for k, v in metrics.items() if isinstance(v, (int, float))},
-    }
-    version = client.create_model_version(model, source=f"runs:/{run_id}/adapter", run_id=run_id, tags=version_tags)
-    current = champion_version(client, model)
-    previous = None
-    if current is not None:  # compare on this sweep's objective, whatever the champion was chosen by
-        recorded = current.tags.get(f"metric.{objective_metric}")
-        previous = float(recorded) if recorded is not None else None
-    better = previous is None or (value > previous if mode == "max" else value < previous)
-    alias = CHAMPION if better else CHALLENGER
-    client.set_registered_model_alias(model, alias, version.version)
-    return Registration(model, str(version.version), alias, value, previous)
+    """Register run `run_id`'s adapter at `source` as a version of `model` (once), settle the champion, and
+    give the version `challenger` when it is not the champion."""
+    tracker.ensure_registered_model(model, DESCRIPTION)
+    previous = champion_version(tracker, model)
+    previous_value = recorded_value(previous, objective_metric) if previous else None
+    existing = tracker.versions(model, {TAG_RUN: run_id})
+    created = not existing
+    if existing:
+        version = existing[0]
+    else:
+        value = float(metrics[objective_metric])
+        version_tags = {
+            **tags,
+            TAG_RUN: run_id,
+            "objective.metric": objective_metric,
+            "objective.mode": mode,
+            "objective.value": f"{value:.6f}",
+            **{f"metric.{k}": f"{v:.4f}" for k, v in metrics.items() if isinstance(v, int | float)},
+        }
+        version = tracker.create_version(model, source=source, run_id=run_id, tags=version_tags)
+    champion = settle_champion(tracker, model, objective_metric, mode)
+    alias = CHAMPION if champion is not None and champion.version == version.version else CHALLENGER
+    if alias == CHALLENGER:
+        tracker.set_alias(model, CHALLENGER, version.version)
+    value = recorded_value(tracker.version(model, version.version), objective_metric)
+    return Registration(model, version.version, alias, float(value or 0.0), previous_value, created)

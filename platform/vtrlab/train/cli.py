@@ -1,15 +1,24 @@
-"""`vtrlab train`: one training run on Ray Train, tracked in MLflow."""
+"""`vtrlab train`: one training run on Ray Train, tracked in MLflow.
+
+Its options are derived from `TrainSpec` (one `--field-name` per training field, with the field's type,
+description and default), so a field added to the spec is an option without being restated here.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+import inspect
+import types
+import typing
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from vtrlab.cli_common import parse_assignments, print_json
-from vtrlab.paths import default_data_url
+from vtrlab.config import TrainSpec
+
+OPTION_TYPES = (int, float, str, bool)
 
 
 def metrics_table(title: str, metrics: dict[str, float]) -> Table:
@@ -25,50 +34,75 @@ def metrics_table(title: str, metrics: dict[str, float]) -> Table:
     return table
 
 
-def train_command(
-    benchmark: Annotated[
-        str, typer.Option(help="dataset card name: msrvtt, msvd, lsmdc, didemo, activitynet, synthetic")
-    ],
-    method: Annotated[str, typer.Option(help="a method from `vtrlab model list`")],
-    set_: Annotated[list[str] | None, typer.Option("--set", help="knob=value, repeatable")] = None,
-    data: Annotated[
-        str | None, typer.Option(help="shards URL (default: the card's, or $VTRLAB_HOME/data/NAME)")
-    ] = None,
-    backbone: Annotated[str, typer.Option(help="open_clip model name")] = "vtr-tiny",
-    weights: Annotated[str | None, typer.Option(help="pretrained tag or weights file")] = None,
-    epochs: Annotated[int, typer.Option(help="training epochs")] = 5,
-    batch_size: Annotated[int, typer.Option(help="global batch size")] = 128,
-    lr: Annotated[float, typer.Option(help="learning rate of the method's parameters")] = 5e-6,
-    workers: Annotated[int, typer.Option(help="Ray Train workers (DDP ranks)")] = 1,
-    gpus_per_worker: Annotated[float, typer.Option(help="GPUs per worker (0: CPU, gloo)")] = 0.0,
-    option: Annotated[list[str] | None, typer.Option(help="any other TrainSpec field=value")] = None,
-    address: Annotated[str | None, typer.Option(help="Ray address (default: RAY_ADDRESS, else local)")] = None,
-    experiment: Annotated[str, typer.Option(help="MLflow experiment")] = "vtrlab-train",
-    storage: Annotated[str | None, typer.Option(help="checkpoint storage, e.g. s3://bucket/ckpt")] = None,
-    json_output: Annotated[bool, typer.Option("--json")] = False,
-) -> None:
-    """Train METHOD on BENCHMARK with Ray Train; every epoch is evaluated, checkpointed and logged to MLflow."""
-    from vtrlab.config import TrainSpec, validate_model
+def _option_type(annotation: Any) -> type:
+    """The scalar type typer parses for a TrainSpec field (pydantic validates the value afterwards)."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _option_type(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _option_type(inner[0]) if len(inner) == 1 else str
+    if origin is typing.Literal:
+        return str
+    return annotation if annotation in OPTION_TYPES else str
+
+
+def _field_options() -> list[inspect.Parameter]:
+    parameters = []
+    for name, info in TrainSpec.model_fields.items():
+        if name == "knobs":
+            continue
+        required = name in ("benchmark", "method")
+        default = "" if required or info.is_required() else f" (default: {info.default})"
+        if name == "data":
+            default = " (default: the card's shards, else $VTRLAB_HOME/data/BENCHMARK)"
+        option = typer.Option(f"--{name.replace('_', '-')}", help=f"{info.description or name}{default}")
+        kind = _option_type(info.annotation)
+        annotation = Annotated[kind, option] if required else Annotated[kind | None, option]
+        parameters.append(
+            inspect.Parameter(
+                name,
+                inspect.Parameter.KEYWORD_ONLY,
+                annotation=annotation,
+                default=inspect.Parameter.empty if required else None,
+            )
+        )
+    return parameters
+
+
+def _command_options() -> list[inspect.Parameter]:
+    extra: dict[str, Any] = {
+        "set_": (Annotated[list[str] | None, typer.Option("--set", help="knob=value, repeatable")], None),
+        "address": (Annotated[str | None, typer.Option(help="Ray address (default: RAY_ADDRESS, else local)")], None),
+        "experiment": (Annotated[str, typer.Option(help="MLflow experiment")], "vtrlab-train"),
+        "storage": (Annotated[str | None, typer.Option(help="checkpoint storage, e.g. s3://bucket/ckpt")], None),
+        "json_output": (Annotated[bool, typer.Option("--json", help="machine-readable")], False),
+    }
+    return [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
+        for name, (annotation, default) in extra.items()
+    ]
+
+
+def train_command(**options: Any) -> None:
+    """Train METHOD on BENCHMARK with Ray Train; every epoch is evaluated, checkpointed and logged to MLflow.
+
+    Exit codes: 0 finished, 2 bad input, 4 the run failed, 130 interrupted."""
+    from vtrlab.config import validate_model
+    from vtrlab.paths import default_data_url
     from vtrlab.train.driver import train
 
-    fields = {
-        "benchmark": benchmark,
-        "method": method,
-        "knobs": parse_assignments(set_),
-        "data": data or default_data_url(benchmark),
-        "backbone": backbone,
-        "weights": weights,
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "lr": lr,
-        "workers": workers,
-        "gpus_per_worker": gpus_per_worker,
-        **parse_assignments(option, "--option"),
-    }
+    fields = {name: options[name] for name in TrainSpec.model_fields if options.get(name) is not None}
+    fields["knobs"] = parse_assignments(options["set_"])
+    fields.setdefault("data", default_data_url(fields["benchmark"]))
     spec = validate_model(TrainSpec, fields, "vtrlab train")
-    outcome = train(spec, experiment=experiment, address=address, storage=storage)
-    if json_output:
+    outcome = train(spec, experiment=options["experiment"], address=options["address"], storage=options["storage"])
+    if options["json_output"]:
         print_json(outcome)
         return
-    console = Console()
-    console.print(metrics_table(f"{method} on {benchmark} (MLflow run {outcome['run_id']})", outcome["metrics"]))
+    Console().print(
+        metrics_table(f"{spec.method} on {spec.benchmark} (MLflow run {outcome['run_id']})", outcome["metrics"])
+    )
+
+
+train_command.__signature__ = inspect.Signature(_field_options() + _command_options())  # type: ignore[attr-defined]

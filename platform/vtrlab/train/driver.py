@@ -1,47 +1,19 @@
-"""`vtrlab train`: one Ray Train run, tracked as an MLflow run with its adapter artifact."""
+"""`vtrlab train`: one tracked Ray Train run (the same path a sweep trial takes, without Ray Tune)."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import uuid
-from pathlib import Path
 from typing import Any
 
 from vtrlab.config import TrainSpec
-from vtrlab.model.artifacts import CONFIG_NAME, WEIGHTS_NAME
+from vtrlab.errors import RunsFailedError, VtrlabError
 from vtrlab.paths import vtrlab_home
-from vtrlab.tracking.runs import TAG_KIND, client, find_or_create_run, flatten_params, log_params_once
+from vtrlab.tracking.client import Tracker
+from vtrlab.tracking.lifecycle import Heartbeat
+from vtrlab.tracking.provenance import provenance_params
 from vtrlab.tracking.store import check_tracking_server, tracking_uri
-
-
-def run_tags(spec: TrainSpec, kind: str, sweep: str | None = None) -> dict[str, str]:
-    """The tags every run carries, so the MLflow UI compares across methods and sweeps."""
-    tags = {TAG_KIND: kind, "method": spec.method, "benchmark": spec.benchmark, "backbone": spec.backbone}
-    if spec.method == "rap":
-        tags["rap.selection"] = str(spec.knobs.get("selection", "query-agnostic"))
-    if sweep:
-        tags["sweep"] = sweep
-    return tags
-
-
-def run_params(spec: TrainSpec) -> dict[str, str]:
-    """Every knob (`knob.<name>`, defaults included) and every training field as MLflow params."""
-    from vtrlab.model.methods import parse_knobs
-
-    knobs = parse_knobs(spec.method, spec.knobs).model_dump()
-    fields = spec.model_dump(exclude={"knobs"})
-    return {**flatten_params(fields), **flatten_params(knobs, "knob.")}
-
-
-def log_final_artifact(mlflow, run_id: str, checkpoint) -> None:
-    """Log the last checkpoint's adapter (config + safetensors, not the optimizer) as `adapter/`."""
-    if checkpoint is None or mlflow.list_artifacts(run_id, "adapter"):
-        return  # nothing to log, or logged already (the adapter is logged once per run)
-    with checkpoint.as_directory() as directory, tempfile.TemporaryDirectory() as staging:
-        for name in (CONFIG_NAME, WEIGHTS_NAME):
-            shutil.copy(Path(directory) / name, Path(staging) / name)
-        mlflow.log_artifacts(run_id, staging, artifact_path="adapter")
+from vtrlab.train.preflight import check_cluster_fits, check_data_readable, trial_shape
+from vtrlab.train.tracked import RunIdentity, one_line, run_tags, run_tracked, start_run
 
 
 def train(
@@ -50,29 +22,37 @@ def train(
     """Run `spec` on Ray (local or `address`), tracked in MLflow; returns the final metrics and run id.
 
     Checkpoints go to `storage` (e.g. s3://bucket/prefix, through Ray's pyarrow filesystems), else under
-    $VTRLAB_HOME/ray_results."""
+    $VTRLAB_HOME/ray_results. The run ends FINISHED, or FAILED with its error (RunsFailedError, exit 4;
+    vtrlab's own bad-input errors come back as themselves)."""
     from vtrlab.cluster import connect
-    from vtrlab.train.runner import make_trainer
+    from vtrlab.model.backbone import check_backbone
 
     spec = spec.resolved()
+    check_backbone(spec.backbone, spec.weights, "vtrlab train")
     uri = tracking_uri()
     check_tracking_server(uri)
-    connect(address)
-    mlflow = client(uri)
-    name = f"{spec.benchmark}-{spec.method}-{uuid.uuid4().hex[:8]}"
-    run_id, _ = find_or_create_run(mlflow, experiment, key=name, run_name=name, tags=run_tags(spec, "train"))
-    log_params_once(mlflow, run_id, run_params(spec))
-    trainer = make_trainer(
-        spec,
-        name=name,
-        storage_path=storage or str(vtrlab_home() / "ray_results"),
-        tracking={"uri": uri, "run_id": run_id, "marker_dir": str(vtrlab_home() / "ray_results" / name)},
+    manifest = check_data_readable(
+        spec.data, spec.benchmark, "vtrlab train --data", [spec.train_split, spec.eval_split]
     )
-    try:
-        result = trainer.fit()
-    except Exception:
-        mlflow.set_terminated(run_id, status="FAILED")
-        raise
-    log_final_artifact(mlflow, run_id, result.checkpoint)
-    mlflow.set_terminated(run_id, status="FINISHED")
-    return {"run_id": run_id, "experiment": experiment, "metrics": result.metrics or {}}
+    connect(address)
+    keys = {"CPU": "--workers x --cpus-per-worker", "GPU": "--workers x --gpus-per-worker"}
+    check_cluster_fits(trial_shape(spec, 0.0), "vtrlab train", keys)
+    name = f"{spec.benchmark}-{spec.method}-{uuid.uuid4().hex[:8]}"
+    identity = RunIdentity(experiment, key=f"train/{name}", name=name, tags=run_tags(spec, "train"))
+    tracker = Tracker(uri)
+    run_id = start_run(tracker, spec, identity)
+    tracker.log_params(run_id, provenance_params("vtrlab train", "-", {spec.benchmark: manifest}))
+    with Heartbeat(tracker, run_id):
+        try:
+            outcome = run_tracked(
+                spec,
+                identity,
+                tracking_uri=uri,
+                storage_path=storage or str(vtrlab_home() / "ray_results"),
+                trainer_name=name,
+            )
+        except VtrlabError:
+            raise
+        except Exception as err:
+            raise RunsFailedError(f"vtrlab train: run {run_id} failed: {one_line(err)}") from err
+    return {"run_id": outcome.run_id, "experiment": experiment, "metrics": outcome.metrics}

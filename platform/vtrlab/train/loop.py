@@ -4,6 +4,7 @@ Runs on every worker of a `TorchTrainer` (see `vtrlab.train.runner`). Rank 0 wri
 the MLflow metrics; every rank reports to Ray Train (a barrier). After a worker failure, Ray Train restarts
 the workers and `ray.train.get_checkpoint()` hands back the last finished epoch, so the loop continues
 from there and, because MLflow logging is idempotent per epoch, the run's history has no duplicates or gaps.
+Each report carries `epochs_done` (epochs finished, checkpoint included), the time axis ASHA judges on.
 """
 
 from __future__ import annotations
@@ -24,18 +25,26 @@ from vtrlab.train.evaluate import evaluate
 from vtrlab.train.schedule import warmup_cosine
 from vtrlab.train.step import make_optimizer, training_step
 
-FAIL_ONCE_ENV = "VTRLAB_TEST_FAIL_AT_EPOCH"  # tests: crash a worker once, mid-trial, to exercise recovery
+FAULT_ENV = "VTRLAB_TEST_FAULT"  # tests only: inject a failure mid-epoch (see `_inject_fault`)
+FAULT_MARKERS = os.path.join(tempfile.gettempdir(), "vtrlab-faults")
 
 
-def _maybe_fail_for_test(epoch: int, rank: int, marker_dir: str | None) -> None:
-    target = os.environ.get(FAIL_ONCE_ENV)
-    if target is None or int(target) != epoch or rank != 0 or marker_dir is None:
+def _inject_fault(epoch: int, rank: int, run_id: str | None) -> None:
+    """Tests' fault injection, halfway through an epoch on rank 0 (`VTRLAB_TEST_FAULT`):
+    `exit@E` ends the worker process abruptly once per run at epoch E (as a lost node looks to Ray);
+    `raise@E` raises at epoch E on every attempt (a trial that fails)."""
+    fault = os.environ.get(FAULT_ENV, "")
+    kind, _, at = fault.partition("@")
+    if not fault or rank != 0 or not at.isdigit() or int(at) != epoch:
         return
-    os.makedirs(marker_dir, exist_ok=True)
-    marker = os.path.join(marker_dir, "vtrlab-failed-once")
-    if not os.path.exists(marker):
-        open(marker, "w").close()
-        os._exit(1)  # a hard crash, as a lost node would look to Ray
+    if kind == "raise":
+        raise RuntimeError(f"injected failure at epoch {epoch} ({FAULT_ENV}={fault})")
+    if kind == "exit":
+        os.makedirs(FAULT_MARKERS, exist_ok=True)
+        marker = os.path.join(FAULT_MARKERS, f"{run_id or 'run'}-exit-{epoch}")
+        if not os.path.exists(marker):
+            open(marker, "w").close()
+            os._exit(1)
 
 
 def train_loop(config: dict[str, Any]) -> None:
@@ -43,14 +52,14 @@ def train_loop(config: dict[str, Any]) -> None:
     import ray.train
     import ray.train.torch
 
-    spec = TrainSpec.model_validate(config["spec"])
+    spec = config["spec"] if isinstance(config["spec"], TrainSpec) else TrainSpec.model_validate(config["spec"])
     tracking = config.get("tracking") or {}
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     device = ray.train.torch.get_device()
     torch.manual_seed(spec.seed)
 
-    encoder = create_model(spec.method, spec.backbone, spec.weights, spec.knobs).to(device)
+    encoder = create_model(spec.method, spec.backbone, spec.weights, spec.knob_values).to(device)
     counts = count_parameters(encoder)
     rates = {"method": spec.lr, "backbone_bias": spec.backbone_lr, "backbone": spec.backbone_lr}
     optimizer = make_optimizer(encoder, lr=rates, weight_decay=spec.weight_decay)
@@ -79,7 +88,7 @@ def train_loop(config: dict[str, Any]) -> None:
         with checkpoint.as_directory() as directory:
             start_epoch = load_training_state(directory, encoder, optimizer, scheduler) + 1
 
-    logger = _MlflowEpochLogger(tracking) if rank == 0 and tracking.get("run_id") else None
+    logger = _EpochLogger(tracking) if rank == 0 and tracking.get("run_id") else None
     first_step_at: float | None = None
     for epoch in range(start_epoch, epochs):
         train_loader.set_epoch(epoch)
@@ -87,7 +96,7 @@ def train_loop(config: dict[str, Any]) -> None:
         if optimizer is not None:
             for step, batch in enumerate(train_loader):
                 if step == len(train_loader) // 2:
-                    _maybe_fail_for_test(epoch, rank, tracking.get("marker_dir"))
+                    _inject_fault(epoch, rank, tracking.get("run_id"))
                 losses.append(
                     training_step(
                         model,
@@ -107,6 +116,7 @@ def train_loop(config: dict[str, Any]) -> None:
         metrics.update(
             {
                 "epoch": float(epoch),
+                "epochs_done": float(epoch + 1),
                 "train_loss": float(sum(losses) / len(losses)) if losses else float("nan"),
                 "clips_per_s": clips * world / train_seconds if clips else 0.0,
                 "trainable_params": float(counts.trainable),
@@ -128,24 +138,16 @@ def train_loop(config: dict[str, Any]) -> None:
         logger.monitor.finish()
 
 
-class _MlflowEpochLogger:
-    """Rank 0's MLflow writer: per-epoch metrics into the run the driver created, once per epoch, and the
-    run's system metrics (CPU, memory, GPU utilisation) sampled by MLflow's monitor while training runs."""
+class _EpochLogger:
+    """Rank 0's tracking writer: per-epoch metrics into the run the driver created, once per epoch, and the
+    run's system metrics (CPU, memory, GPU utilisation) sampled while training runs."""
 
     def __init__(self, tracking: dict[str, Any]):
-        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+        from vtrlab.tracking.client import Tracker
 
-        from vtrlab.tracking.runs import client
-
-        self.client = client(tracking.get("uri"))
+        self.tracker = Tracker(tracking.get("uri"))
         self.run_id = tracking["run_id"]
-        self.monitor = SystemMetricsMonitor(
-            self.run_id, sampling_interval=2, resume_logging=True, tracking_uri=tracking.get("uri")
-        )
-        self.monitor.start()
+        self.monitor = self.tracker.system_metrics(self.run_id)
 
     def log(self, epoch: int, metrics: dict[str, float]) -> None:
-        from vtrlab.tracking.runs import log_epoch_metrics
-
-        finite = {k: v for k, v in metrics.items() if v == v}  # MLflow rejects NaN
-        log_epoch_metrics(self.client, self.run_id, epoch, finite)
+        self.tracker.log_epoch(self.run_id, epoch, metrics)

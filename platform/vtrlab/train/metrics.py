@@ -20,20 +20,10 @@ import torch
 from torch import Tensor
 
 from vtrlab.errors import InputError
+from vtrlab.train.metric_names import METRIC_KEYS
+from vtrlab.train.metric_names import RECALL_AT as _RECALL_AT
 
 __all__ = ["METRIC_KEYS", "ranks_t2v", "ranks_v2t", "retrieval_metrics"]
-
-_RECALL_AT = (1, 5, 10)
-_PER_DIRECTION = ("R1", "R5", "R10", "MdR", "MnR")
-
-METRIC_KEYS: tuple[str, ...] = (
-    *(f"t2v_{k}" for k in _PER_DIRECTION),
-    *(f"v2t_{k}" for k in _PER_DIRECTION),
-    "t2v_rsum",
-    "v2t_rsum",
-    "rsum",
-)
-"""Exactly the keys :func:`retrieval_metrics` returns, in that order."""
 
 _CHUNK_ELEMENTS = 1 << 22  # ~4M elements per temporary mask (and its int64 sum)
 

@@ -4,7 +4,32 @@ from __future__ import annotations
 
 from typing import Any
 
+from ray.train.torch import TorchTrainer
+from ray.train.v2._internal.execution.failure_handling import DefaultFailurePolicy, FailureDecision
+
 from vtrlab.config import TrainSpec
+
+
+class UserErrorsAreFinal(DefaultFailurePolicy):
+    """Ray Train's failure policy, except that a worker failing with one of vtrlab's bad-input errors (a
+    corrupt shard, an unreadable manifest, a wrong knob) is not retried: the same input fails the same way,
+    and the user should get the one-line error at once, not after every restart."""
+
+    def make_decision(self, training_failed_error) -> FailureDecision:
+        from vtrlab.train.tracked import user_error
+
+        if user_error(training_failed_error) is not None:
+            return FailureDecision.RAISE
+        return super().make_decision(training_failed_error)
+
+
+class VtrlabTorchTrainer(TorchTrainer):
+    """TorchTrainer with `UserErrorsAreFinal`. Ray Train 2.60 has no public hook for a failure policy;
+    its controller is built by `_initialize_and_run_controller`, which takes the policy as an argument."""
+
+    def _initialize_and_run_controller(self, **kwargs: Any):
+        kwargs["failure_policy"] = UserErrorsAreFinal(self.run_config.failure_config)
+        return super()._initialize_and_run_controller(**kwargs)
 
 
 def make_trainer(
@@ -13,12 +38,12 @@ def make_trainer(
     storage_path: str,
     tracking: dict[str, Any] | None = None,
     callbacks: list | None = None,
-):
+) -> TorchTrainer:
     """A TorchTrainer for `spec`; a trainer with the same `name` and `storage_path` resumes from the last
     checkpoint there (Ray Train restores its checkpoint manager from storage), and after a worker failure
     it restarts the workers from the last checkpoint up to `spec.max_failures` times."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.train.torch import TorchConfig
 
     from vtrlab.train.loop import train_loop
 
@@ -26,9 +51,9 @@ def make_trainer(
     resources = {"CPU": spec.cpus_per_worker}
     if use_gpu:
         resources["GPU"] = spec.gpus_per_worker
-    return TorchTrainer(
+    return VtrlabTorchTrainer(
         train_loop,
-        train_loop_config={"spec": spec.model_dump(), "tracking": tracking or {}},
+        train_loop_config={"spec": spec, "tracking": tracking or {}},
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         scaling_config=ScalingConfig(num_workers=spec.workers, use_gpu=use_gpu, resources_per_worker=resources),
         run_config=RunConfig(

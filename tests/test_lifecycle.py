@@ -1,0 +1,284 @@
+"""Every run accounted for exactly once, in the state it really ended in, whatever fails: a driver killed
+outright and resumed, a tracking server that blinks for 30 s, a trial that raises, registrations that race,
+an adapter upload that broke off, a resumed spec that changed, runs a dead driver left RUNNING.
+
+Real parts throughout: `vtrlab sweep` as a user runs it (its private local Ray), an MLflow tracking server
+on 127.0.0.1, the small synthetic benchmark and the pretrained tiny backbone."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from servers import MlflowServer, run_vtrlab
+from vtrlab.errors import ConfigError
+from vtrlab.tracking.client import Tracker
+from vtrlab.tracking.lifecycle import reconcile
+from vtrlab.tracking.records import TAG_DRIVER, TAG_HEARTBEAT, RunState
+from vtrlab.tracking.registry import CHAMPION, register_run
+
+pytestmark = pytest.mark.slow
+MODEL = "vtrlab-synthetic-vtr-tiny"
+
+
+@pytest.fixture(scope="module")
+def world(synth_small, pretrained_backbone, tmp_path_factory):
+    root = tmp_path_factory.mktemp("lifecycle")
+    server = MlflowServer(root, str(root / "artifacts")).start()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": server.uri, "VTRLAB_HOME": str(root / "home")}
+    for name in ("RAY_ADDRESS", "VTRLAB_TEST_FAULT"):
+        env.pop(name, None)
+    yield {"root": root, "server": server, "env": env, "data": synth_small, "weights": pretrained_backbone}
+    server.stop()
+
+
+def write_spec(world: dict, name: str, methods: dict, **changes) -> Path:
+    spec = {
+        "name": name,
+        "backbone": "vtr-tiny",
+        "weights": world["weights"],
+        "benchmarks": ["synthetic"],
+        "data": {"synthetic": world["data"]},
+        "train": {"epochs": 3, "batch_size": 32, "epoch_batches": 4, "eval_batch_size": 64, "workers": 1},
+        "methods": methods,
+        "budget": {"trials": 3, "max_concurrent": 1, "grace_period": 1, "reduction_factor": 4},
+        "objective": {"metric": "t2v_MnR", "mode": "min"},
+        **changes,
+    }
+    path = world["root"] / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def trial_runs(tracker: Tracker, experiment: str) -> list:
+    found = tracker.experiment(experiment)
+    return tracker.search_runs([found.experiment_id], "tags.`vtrlab.kind` = 'trial'") if found else []
+
+
+def epochs_of(tracker: Tracker, run_id: str) -> list[int]:
+    return [step for step, _ in tracker.metric_history(run_id, "rsum")]
+
+
+def start_sweep(spec: Path, env: dict, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "vtrlab.cli", "sweep", str(spec), *extra],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def wait_for(condition, timeout: float, what: str, process: subprocess.Popen | None = None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"the driver ended (exit {process.returncode}) before {what}: {process.stdout.read()}")
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def assert_accounted(tracker: Tracker, experiment: str, epochs: int) -> list:
+    runs = trial_runs(tracker, experiment)
+    assert runs
+    for run in runs:
+        steps = epochs_of(tracker, run.run_id)
+        assert len(steps) == len(set(steps)), f"{run.name} logged an epoch twice: {steps}"
+        assert run.status.terminal, f"{run.name} is {run.status}"
+        if len(steps) == epochs:
+            assert run.status == RunState.FINISHED and "asha_stopped" not in run.tags, (run.name, run.status)
+        elif run.status == RunState.KILLED:
+            assert run.tags["asha_stopped"].startswith(f"after epoch {len(steps)} ")
+        else:
+            assert run.status == RunState.FAILED and run.tags.get("error"), run.name
+    return runs
+
+
+def test_a_driver_killed_mid_trial_is_resumed_with_every_trial_accounted_once(world):
+    """The driver is SIGKILLed in the middle of the second trial's second epoch; `--resume` finishes the
+    sweep: nothing RUNNING, no epoch twice, every trial with all epochs FINISHED and not marked stopped,
+    one registry version."""
+    methods = {"mv-adapter": {"knobs": {"width": 16}, "search": {"lr": {"float": [1e-4, 1e-2], "log": True}}}}
+    spec = write_spec(world, "lc-kill", methods)
+    tracker = Tracker(world["server"].uri)
+    driver = start_sweep(spec, world["env"])
+
+    def second_trial_in_its_second_epoch():
+        runs = sorted(trial_runs(tracker, "sweep-lc-kill"), key=lambda r: r.start_ms)
+        return len(runs) >= 2 and epochs_of(tracker, runs[1].run_id) == [0]
+
+    try:
+        wait_for(second_trial_in_its_second_epoch, 900, "the second trial's first epoch", driver)
+        time.sleep(1.0)
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(timeout=60)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert any(run.status == RunState.RUNNING for run in trial_runs(tracker, "sweep-lc-kill"))
+    resumed = run_vtrlab(["sweep", str(spec), "--resume"], world["env"], timeout=1500)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-5000:]
+    runs = assert_accounted(tracker, "sweep-lc-kill", epochs=3)
+    counted = [r for r in runs if "lost" not in r.tags.get("error", "")]
+    assert len(counted) == 3  # the budget: a trial lost before Tune's snapshot was replaced, not doubled
+    versions = tracker.versions(MODEL, {"sweep": "lc-kill"})
+    assert len(versions) == 1, versions
+
+
+def test_a_tracking_server_down_for_30_s_mid_trial_loses_and_duplicates_nothing(world):
+    methods = {"bottleneck": {"knobs": {"width": 16}, "train": {"lr": 2e-3}}}
+    spec = write_spec(world, "lc-blink", methods, train={"epochs": 4, "batch_size": 32, "epoch_batches": 6})
+    tracker = Tracker(world["server"].uri)
+    driver = start_sweep(spec, world["env"])
+    try:
+        wait_for(
+            lambda: any(epochs_of(tracker, r.run_id) for r in trial_runs(tracker, "sweep-lc-blink")),
+            900,
+            "the first epoch",
+            driver,
+        )
+        world["server"].stop()
+        time.sleep(30)
+        world["server"].start()
+        output, _ = driver.communicate(timeout=1200)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert driver.returncode == 0, output[-5000:]
+    (run,) = trial_runs(tracker, "sweep-lc-blink")
+    assert run.status == RunState.FINISHED
+    assert epochs_of(tracker, run.run_id) == [0, 1, 2, 3]
+
+
+def test_a_trial_that_raises_is_failed_retried_once_and_reported(world):
+    methods = {"zero-shot": {}, "bottleneck": {"knobs": {"width": 16}, "train": {"lr": 2e-3}}}
+    spec = write_spec(world, "lc-raise", methods, train={"epochs": 2, "batch_size": 32, "epoch_batches": 3})
+    env = {**world["env"], "VTRLAB_TEST_FAULT": "raise@0"}  # every training step of epoch 0 on: zero-shot has none
+    result = run_vtrlab(["sweep", str(spec)], env, timeout=1500)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    assert "1 of 2 trials failed" in result.stdout + result.stderr
+    tracker = Tracker(world["server"].uri)
+    runs = {r.tags["method"]: r for r in trial_runs(tracker, "sweep-lc-raise")}
+    failed = runs["bottleneck"]
+    assert failed.status == RunState.FAILED and "injected failure at epoch 0" in failed.tags["error"]
+    assert failed.tags["vtrlab.attempts"] == "2"  # the first attempt and one retry (budget.trial_retries: 1)
+    assert runs["zero-shot"].status == RunState.FINISHED
+    compare = run_vtrlab(["compare", "-e", "sweep-lc-raise", "--json", "--no-log"], world["env"], timeout=300)
+    assert compare.returncode == 0, compare.stderr[-3000:]
+    report = json.loads(compare.stdout)
+    assert report["failed_runs"] == 1 and {t["method"] for t in report["trials"]} == {"zero-shot"}
+    strict = run_vtrlab(["sweep", str(spec), "--strict"], env, timeout=1500)
+    assert strict.returncode == 4 and "1 of 2 trials failed" in strict.stderr, strict.stderr[-3000:]
+
+
+def test_a_resumed_spec_that_changed_is_refused_naming_the_change(world):
+    spec = write_spec(world, "lc-change", {"zero-shot": {}})
+    first = run_vtrlab(["sweep", str(spec)], world["env"], timeout=900)
+    assert first.returncode == 0, first.stderr[-3000:]
+    ledger = Path(world["env"]["VTRLAB_HOME"]) / "sweeps" / "lc-change"
+    before = (ledger / "latest.json").read_text()
+    data = yaml.safe_load(spec.read_text())
+    data["budget"]["trials"] = 5
+    data["methods"]["bottleneck"] = {}
+    spec.write_text(yaml.safe_dump(data))
+    resumed = run_vtrlab(["sweep", str(spec), "--resume"], world["env"], timeout=300)
+    assert resumed.returncode == 2, resumed.stderr[-3000:]
+    message = " ".join(resumed.stderr.split())
+    assert "budget.trials" in message and "methods.bottleneck" in message and "lc-change.yaml" in message
+    assert (ledger / "latest.json").read_text() == before
+
+
+def _race(uri: str, model: str, entrants: list[tuple[str, float]]) -> list[BaseException]:
+    """Register every (run id, value) at once from its own thread; the errors raised."""
+    barrier = threading.Barrier(len(entrants))
+    errors: list[BaseException] = []
+
+    def register(run_id: str, value: float) -> None:
+        try:
+            barrier.wait()
+            register_run(Tracker(uri), model, run_id, "file:///x", {"t2v_R1": value}, "t2v_R1", "max", {})
+        except BaseException as err:  # reported by the caller
+            errors.append(err)
+
+    threads = [threading.Thread(target=register, args=entrant) for entrant in entrants]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
+
+
+def test_two_registrations_racing_leave_the_champion_on_the_better_version(world):
+    uri = world["server"].uri
+    tracker = Tracker(uri)
+    for round_ in range(4):
+        model = f"vtrlab-race-{round_}"
+        runs = [tracker.find_or_create_run("lc-race", f"race/{round_}/{i}", f"race-{i}", {})[0] for i in range(2)]
+        values = [10.0, 20.0] if round_ % 2 else [20.0, 10.0]
+        errors = _race(uri, model, [(run.run_id, value) for run, value in zip(runs, values, strict=True)])
+        assert not errors, errors
+        champion = tracker.version_by_alias(model, CHAMPION)
+        assert champion.run_id == runs[values.index(20.0)].run_id, (round_, champion)
+        assert len(tracker.versions(model)) == 2
+        again = register_run(tracker, model, runs[0].run_id, "file:///x", {"t2v_R1": 1.0}, "t2v_R1", "max", {})
+        assert not again.created and len(tracker.versions(model)) == 2  # a run is registered once
+
+
+def test_a_half_uploaded_adapter_is_completed_before_it_counts(world, tmp_path):
+    from model_helpers import tiny_model
+    from vtrlab.model.artifacts import CONFIG_NAME, save_adapter
+    from vtrlab.train.tracked import adapter_intact, ensure_adapter_logged
+
+    tracker = Tracker(world["server"].uri)
+    run, _ = tracker.find_or_create_run("lc-upload", "upload/1", "upload", {})
+    checkpoint = save_adapter(tiny_model("bottleneck", width=8), tmp_path / "checkpoint")
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    (partial / CONFIG_NAME).write_bytes((checkpoint / CONFIG_NAME).read_bytes())
+    tracker.log_dir(run.run_id, partial, "adapter")  # the tensor file never arrived
+    assert not adapter_intact(tracker, run.run_id)
+    ensure_adapter_logged(tracker, run.run_id, checkpoint)
+    assert adapter_intact(tracker, run.run_id)
+
+
+def test_a_run_key_in_two_experiments_is_an_error_not_a_guess(world):
+    tracker = Tracker(world["server"].uri)
+    for experiment in ("lc-key-a", "lc-key-b"):
+        exp = tracker.experiment(experiment, create=True)
+        tracker._client.create_run(exp.experiment_id, tags={"vtrlab.key": "shared/key"})
+    with pytest.raises(ConfigError, match=r"run key 'shared/key' matches runs in 2 experiments.*lc-key-a"):
+        tracker.find_run("shared/key")
+
+
+def test_reconcile_closes_the_runs_a_dead_driver_left_running(world):
+    tracker = Tracker(world["server"].uri)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    parent, _ = tracker.find_or_create_run("lc-reconcile", "reconcile/parent", "parent", {"vtrlab.kind": "sweep"})
+    import socket
+
+    tracker.set_tags(
+        parent.run_id, {TAG_DRIVER: f"{socket.gethostname()}:{dead.stdout.strip()}", TAG_HEARTBEAT: time.time()}
+    )
+    child, _ = tracker.find_or_create_run("lc-reconcile", "reconcile/child", "child", {}, parent_run_id=parent.run_id)
+    alive, _ = tracker.find_or_create_run("lc-reconcile", "reconcile/alive", "alive", {})
+    tracker.set_tags(alive.run_id, {TAG_DRIVER: f"{socket.gethostname()}:{os.getpid()}", TAG_HEARTBEAT: time.time()})
+    result = run_vtrlab(["reconcile", "-e", "lc-reconcile"], world["env"], timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "2 run(s) closed" in result.stdout
+    assert tracker.run(parent.run_id).status == RunState.FAILED
+    assert "driver lost" in tracker.run(child.run_id).tags["error"]
+    assert tracker.run(alive.run_id).status == RunState.RUNNING  # its driver (this test) lives
+    closed = reconcile(tracker, [tracker.experiment("lc-reconcile").experiment_id])
+    assert closed == []
