@@ -22,6 +22,7 @@ from vtrlab.jobs_cli import jobs_app, submit_command
 from vtrlab.model.cli import model_app
 from vtrlab.regress.cli import regress_command
 from vtrlab.report.cli import compare_command
+from vtrlab.reproduce_cli import reproduce_command
 from vtrlab.sweep.cli import sweep_command
 from vtrlab.tracking.cli import reconcile_command
 from vtrlab.train.cli import train_command
@@ -42,6 +43,7 @@ app.command("regress")(regress_command)
 app.command("pull")(pull_command)
 app.command("search")(search_command)
 app.command("reconcile")(reconcile_command)
+app.command("reproduce")(reproduce_command)
 
 
 @app.command()
