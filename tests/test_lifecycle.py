@@ -31,14 +31,21 @@ MODEL = "vtrlab-synthetic-vtr-tiny"
 
 
 @pytest.fixture(scope="module")
-def world(synth_small, pretrained_backbone, tmp_path_factory):
+def tracking(tmp_path_factory):
+    """An MLflow tracking server of this module, and the environment a user would have."""
     root = tmp_path_factory.mktemp("lifecycle")
     server = MlflowServer(root, str(root / "artifacts")).start()
     env = {**os.environ, "MLFLOW_TRACKING_URI": server.uri, "VTRLAB_HOME": str(root / "home")}
     for name in ("RAY_ADDRESS", "VTRLAB_TEST_FAULT"):
         env.pop(name, None)
-    yield {"root": root, "server": server, "env": env, "data": synth_small, "weights": pretrained_backbone}
+    yield {"root": root, "server": server, "env": env}
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def world(tracking, synth_small, pretrained_backbone):
+    """The tracking server plus the small synthetic benchmark and the pretrained tiny backbone."""
+    return {**tracking, "data": synth_small, "weights": pretrained_backbone}
 
 
 def write_spec(world: dict, name: str, methods: dict, **changes) -> Path:
@@ -208,7 +215,8 @@ def _race(uri: str, model: str, entrants: list[tuple[str, float]]) -> list[BaseE
     def register(run_id: str, value: float) -> None:
         try:
             barrier.wait()
-            register_run(Tracker(uri), model, run_id, "file:///x", {"t2v_R1": value}, "t2v_R1", "max", {})
+            source = f"runs:/{run_id}/adapter"
+            register_run(Tracker(uri), model, run_id, source, {"t2v_R1": value}, "t2v_R1", "max", {})
         except BaseException as err:  # reported by the caller
             errors.append(err)
 
@@ -220,8 +228,8 @@ def _race(uri: str, model: str, entrants: list[tuple[str, float]]) -> list[BaseE
     return errors
 
 
-def test_two_registrations_racing_leave_the_champion_on_the_better_version(world):
-    uri = world["server"].uri
+def test_two_registrations_racing_leave_the_champion_on_the_better_version(tracking):
+    uri = tracking["server"].uri
     tracker = Tracker(uri)
     for round_ in range(4):
         model = f"vtrlab-race-{round_}"
@@ -232,16 +240,17 @@ def test_two_registrations_racing_leave_the_champion_on_the_better_version(world
         champion = tracker.version_by_alias(model, CHAMPION)
         assert champion.run_id == runs[values.index(20.0)].run_id, (round_, champion)
         assert len(tracker.versions(model)) == 2
-        again = register_run(tracker, model, runs[0].run_id, "file:///x", {"t2v_R1": 1.0}, "t2v_R1", "max", {})
+        source = f"runs:/{runs[0].run_id}/adapter"
+        again = register_run(tracker, model, runs[0].run_id, source, {"t2v_R1": 1.0}, "t2v_R1", "max", {})
         assert not again.created and len(tracker.versions(model)) == 2  # a run is registered once
 
 
-def test_a_half_uploaded_adapter_is_completed_before_it_counts(world, tmp_path):
+def test_a_half_uploaded_adapter_is_completed_before_it_counts(tracking, tmp_path):
     from model_helpers import tiny_model
     from vtrlab.model.artifacts import CONFIG_NAME, save_adapter
     from vtrlab.train.tracked import adapter_intact, ensure_adapter_logged
 
-    tracker = Tracker(world["server"].uri)
+    tracker = Tracker(tracking["server"].uri)
     run, _ = tracker.find_or_create_run("lc-upload", "upload/1", "upload", {})
     checkpoint = save_adapter(tiny_model("bottleneck", width=8), tmp_path / "checkpoint")
     partial = tmp_path / "partial"
@@ -253,8 +262,8 @@ def test_a_half_uploaded_adapter_is_completed_before_it_counts(world, tmp_path):
     assert adapter_intact(tracker, run.run_id)
 
 
-def test_a_run_key_in_two_experiments_is_an_error_not_a_guess(world):
-    tracker = Tracker(world["server"].uri)
+def test_a_run_key_in_two_experiments_is_an_error_not_a_guess(tracking):
+    tracker = Tracker(tracking["server"].uri)
     for experiment in ("lc-key-a", "lc-key-b"):
         exp = tracker.experiment(experiment, create=True)
         tracker._client.create_run(exp.experiment_id, tags={"vtrlab.key": "shared/key"})
@@ -262,8 +271,8 @@ def test_a_run_key_in_two_experiments_is_an_error_not_a_guess(world):
         tracker.find_run("shared/key")
 
 
-def test_reconcile_closes_the_runs_a_dead_driver_left_running(world):
-    tracker = Tracker(world["server"].uri)
+def test_reconcile_closes_the_runs_a_dead_driver_left_running(tracking):
+    tracker = Tracker(tracking["server"].uri)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     parent, _ = tracker.find_or_create_run("lc-reconcile", "reconcile/parent", "parent", {"vtrlab.kind": "sweep"})
     import socket
@@ -274,7 +283,7 @@ def test_reconcile_closes_the_runs_a_dead_driver_left_running(world):
     child, _ = tracker.find_or_create_run("lc-reconcile", "reconcile/child", "child", {}, parent_run_id=parent.run_id)
     alive, _ = tracker.find_or_create_run("lc-reconcile", "reconcile/alive", "alive", {})
     tracker.set_tags(alive.run_id, {TAG_DRIVER: f"{socket.gethostname()}:{os.getpid()}", TAG_HEARTBEAT: time.time()})
-    result = run_vtrlab(["reconcile", "-e", "lc-reconcile"], world["env"], timeout=120)
+    result = run_vtrlab(["reconcile", "-e", "lc-reconcile"], tracking["env"], timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "2 run(s) closed" in result.stdout
     assert tracker.run(parent.run_id).status == RunState.FAILED

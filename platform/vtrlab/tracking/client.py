@@ -401,8 +401,18 @@ class Tracker:
         return _version_record(version)
 
     @_guarded
-    def set_alias(self, model: str, alias: str, version: str) -> None:
-        self._client.set_registered_model_alias(model, alias, str(version))
+    def set_alias(self, model: str, alias: str, version: str, attempts: int = 5) -> None:
+        """Point `alias` at `version`. Two writers setting the same alias at once can collide in the store
+        (a unique-constraint error on the alias row): retried, since the alias then exists and an update
+        succeeds."""
+        for attempt in range(attempts):
+            try:
+                self._client.set_registered_model_alias(model, alias, str(version))
+                return
+            except MlflowException as err:
+                if getattr(err, "error_code", None) in REFUSED or attempt == attempts - 1:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
 
 
 @contextmanager
