@@ -321,13 +321,38 @@ def synth_small(tmp_path_factory) -> str:
 # ------------------------------------------------------------------------------------------------
 
 
+PRETRAIN_SOURCES = (
+    "train/pretrain.py",
+    "train/local.py",
+    "train/step.py",
+    "train/loss.py",
+    "data/synth.py",
+    "data/loader.py",
+    "model/configs/vtr-tiny.json",
+    "model/dual_encoder.py",
+)
+
+
 @pytest.fixture(scope="session")
 def pretrained_backbone(synth_small, tmp_path_factory) -> str:
-    """vtr-tiny pretrained on the synthetic image set (the quickstart's backbone), as a safetensors file."""
+    """vtr-tiny pretrained on the synthetic image set (the quickstart's backbone), as a safetensors file.
+
+    With VTRLAB_TEST_CACHE_BACKBONE=1 (developers only; CI never sets it) the file is kept in the test cache,
+    keyed by the sources that shape it, so a rerun of a few slow tests skips the pretraining."""
+    import hashlib
+
     from vtrlab.train.pretrain import pretrain_backbone
 
     path = tmp_path_factory.mktemp("backbone") / "vtr-tiny-synthetic.safetensors"
-    return str(pretrain_backbone(synth_small, path, epochs=30, show_progress=False))
+    if os.environ.get("VTRLAB_TEST_CACHE_BACKBONE") != "1":
+        return str(pretrain_backbone(synth_small, path, epochs=30, show_progress=False))
+    digest = hashlib.sha256(b"".join((PLATFORM / "vtrlab" / name).read_bytes() for name in PRETRAIN_SOURCES))
+    cached = MEDIA_CACHE / "backbones" / f"vtr-tiny-{digest.hexdigest()[:16]}.safetensors"
+    if not cached.is_file():
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        pretrain_backbone(synth_small, cached, epochs=30, show_progress=False)
+    shutil.copy(cached, path)
+    return str(path)
 
 
 WORKFLOW_SPEC = {

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 SCREENSHOTS = Path(os.environ.get("VTRLAB_TEST_SCREENSHOTS", REPO / ".pytest_cache" / "screenshots"))
-# Chromium flags for a closed network, as root, without a screen (see ../shared/docs/stack-notes.md)
+# Chromium flags for a closed network, as root, without a screen (no first-run, no background fetches)
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
     "--disable-component-update", "--disable-sync",

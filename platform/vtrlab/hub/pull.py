@@ -185,7 +185,27 @@ def _download(tracker: Tracker, version: VersionRecord, destination: Path) -> Pa
         raise ArtifactError(
             f"{version.model} version {version.version}: {version.source} is a file, not an adapter directory"
         )
-    return local
+    return adapter_dir(local, f"{version.model} version {version.version} ({version.source})")
+
+
+def adapter_dir(local: Path, origin: str) -> Path:
+    """The adapter inside a downloaded version: the folder itself (a plain `adapter/` artifact), or, for an
+    MLflow logged model (vtrlab's pyfunc), the folder its MLmodel names for the `adapter` artifact, which
+    must lie inside the model."""
+    mlmodel = local / "MLmodel"
+    if not mlmodel.is_file():
+        return local
+    from vtrlab.config import parse_yaml
+
+    try:
+        flavor = parse_yaml(mlmodel.read_text(), str(mlmodel))["flavors"]["python_function"]
+        relative = flavor["artifacts"]["adapter"]["path"]
+    except (KeyError, TypeError, ConfigError) as err:
+        raise ArtifactError(f"{origin}: MLmodel names no `adapter` artifact of a vtrlab pyfunc ({err})") from None
+    directory = (local / str(relative)).resolve()
+    if not directory.is_relative_to(local.resolve()) or not directory.is_dir():
+        raise ArtifactError(f"{origin}: MLmodel's adapter path {relative!r} is not a folder inside the model")
+    return directory
 
 
 def _move_into_place(directory: Path, out: Path, staging: Path) -> None:

@@ -299,8 +299,8 @@ class SweepRunner:
     def _register_best(
         self, tracker: Tracker, benchmark: str, trials: list[TrialOutcome]
     ) -> tuple[Registration | None, str | None]:
-        from vtrlab.tracking.registry import register_run, registered_model_name
-        from vtrlab.train.tracked import ADAPTER_DIR, adapter_intact
+        from vtrlab.errors import ArtifactError
+        from vtrlab.tracking.registry import register_adapter, registered_model_name
 
         if self.spec.weights is None:
             return None, (
@@ -315,23 +315,19 @@ class SweepRunner:
             if t.benchmark == benchmark and t.state == RunState.FINISHED and objective.metric in t.metrics
         ]
         candidates = sorted(candidates, key=lambda t: -sign * t.metrics[objective.metric])
+        tags = {"sweep": self.spec.name, "benchmark": benchmark, "backbone": self.spec.backbone}
         for best in candidates:
-            if not adapter_intact(tracker, best.run_id):
-                continue  # e.g. its upload broke off and no checkpoint survived: the next best
-            registration = register_run(
-                tracker,
-                registered_model_name(benchmark, self.spec.backbone),
-                best.run_id,
-                f"runs:/{best.run_id}/{ADAPTER_DIR}",
-                best.metrics,
-                objective.metric,
-                objective.mode,
-                tags={
-                    "sweep": self.spec.name,
-                    "method": best.method,
-                    "benchmark": benchmark,
-                    "backbone": self.spec.backbone,
-                },
-            )
+            try:
+                registration = register_adapter(
+                    tracker,
+                    registered_model_name(benchmark, self.spec.backbone),
+                    best.run_id,
+                    best.metrics,
+                    objective.metric,
+                    objective.mode,
+                    tags={**tags, "method": best.method},
+                )
+            except ArtifactError:
+                continue  # its adapter does not verify (an upload that broke off): the next best
             return registration, None
         return None, f"{benchmark}: not registered: no finished trial with an intact adapter and {objective.metric}"

@@ -39,6 +39,20 @@ BATCH = 100  # MLflow's log_batch takes at most 100 params / 1000 metrics per ca
 MISSING = "RESOURCE_DOES_NOT_EXIST"
 EXISTS = "RESOURCE_ALREADY_EXISTS"
 REFUSED = ("UNAUTHENTICATED", "PERMISSION_DENIED")
+# what a logged adapter model needs to run (pinned to the versions that logged it)
+ADAPTER_MODEL_REQUIREMENTS = (
+    "torch",
+    "torchvision",
+    "open_clip_torch",
+    "safetensors",
+    "pydantic",
+    "pyyaml",
+    "numpy",
+    "pillow",
+    "av",
+    "webdataset",
+    "pandas",
+)
 
 
 def _quoted(value: str) -> str:
@@ -326,6 +340,64 @@ class Tracker:
         monitor.start()
         return monitor
 
+    # ---- logged models (MLflow 3) --------------------------------------------------------------
+    @_guarded
+    def logged_model_of(self, run_id: str, name: str) -> tuple[str, str] | None:
+        """(model URI, model id) of the logged model `name` a run already has, or None."""
+        experiment_id = self._client.get_run(run_id).info.experiment_id
+        found = self._client.search_logged_models(
+            [experiment_id], filter_string=f"source_run_id = {_quoted(run_id)} AND name = {_quoted(name)}"
+        )
+        ready = [m for m in found if str(getattr(m, "status", "READY")).endswith("READY")]
+        return (f"models:/{ready[0].model_id}", ready[0].model_id) if ready else None
+
+    @_guarded
+    def log_adapter_model(
+        self, run_id: str, adapter_dir: str | os.PathLike, embed_dim: int, name: str
+    ) -> tuple[str, str]:
+        """Log an adapter directory as the MLflow pyfunc model `name` of run `run_id` (logged as code, see
+        `vtrlab.tracking.adapter_model`; once per run: an existing one is returned); (model URI, model id)."""
+        existing = self.logged_model_of(run_id, name)
+        if existing is not None:
+            return existing
+        from importlib.metadata import PackageNotFoundError, version
+
+        import mlflow
+        import numpy as np
+        from mlflow.models import Model, ModelSignature
+        from mlflow.types import ColSpec, Schema, TensorSpec
+
+        import vtrlab
+
+        signature = ModelSignature(
+            inputs=Schema([ColSpec("string", "text", required=False), ColSpec("string", "video", required=False)]),
+            outputs=Schema([TensorSpec(np.dtype("float32"), (-1, -1))]),  # [rows, the backbone's embedding width]
+        )
+        requirements = []
+        for package in ADAPTER_MODEL_REQUIREMENTS:
+            try:
+                requirements.append(f"{package}=={version(package)}")
+            except PackageNotFoundError:
+                requirements.append(package)
+        previous = mlflow.get_tracking_uri()
+        mlflow.set_tracking_uri(self.uri)
+        try:
+            with quiet_progress():
+                info = Model.log(
+                    name=name,
+                    flavor=mlflow.pyfunc,
+                    run_id=run_id,
+                    python_model=str(Path(__file__).with_name("adapter_model.py")),
+                    artifacts={"adapter": str(adapter_dir)},
+                    code_paths=[str(Path(vtrlab.__file__).parent)],
+                    signature=signature,
+                    pip_requirements=requirements,
+                    tags={"vtrlab.run_id": run_id},
+                )
+        finally:
+            mlflow.set_tracking_uri(previous)
+        return info.model_uri, info.model_id
+
     # ---- registry ------------------------------------------------------------------------------
     @_guarded
     def registered_models(self) -> list[str]:
@@ -394,9 +466,11 @@ class Tracker:
         return self.version(model, version) if version is not None else None
 
     @_guarded
-    def create_version(self, model: str, source: str, run_id: str, tags: Mapping[str, str]) -> VersionRecord:
+    def create_version(
+        self, model: str, source: str, run_id: str, tags: Mapping[str, str], model_id: str | None = None
+    ) -> VersionRecord:
         version = self._client.create_model_version(
-            model, source=source, run_id=run_id, tags={k: str(v) for k, v in tags.items()}
+            model, source=source, run_id=run_id, tags={k: str(v) for k, v in tags.items()}, model_id=model_id
         )
         return _version_record(version)
 

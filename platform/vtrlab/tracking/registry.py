@@ -90,9 +90,10 @@ def register_run(
     objective_metric: str,
     mode: str,
     tags: dict[str, str],
+    model_id: str | None = None,
 ) -> Registration:
-    """Register run `run_id`'s adapter at `source` as a version of `model` (once), settle the champion, and
-    give the version `challenger` when it is not the champion."""
+    """Register run `run_id`'s adapter at `source` (with `model_id`, an MLflow logged model's) as a version of
+    `model` (once), settle the champion, and give the version `challenger` when it is not the champion."""
     tracker.ensure_registered_model(model, DESCRIPTION)
     previous = champion_version(tracker, model)
     previous_value = recorded_value(previous, objective_metric) if previous else None
@@ -110,10 +111,40 @@ def register_run(
             "objective.value": f"{value:.6f}",
             **{f"metric.{k}": f"{v:.4f}" for k, v in metrics.items() if isinstance(v, int | float)},
         }
-        version = tracker.create_version(model, source=source, run_id=run_id, tags=version_tags)
+        version = tracker.create_version(model, source=source, run_id=run_id, tags=version_tags, model_id=model_id)
     champion = settle_champion(tracker, model, objective_metric, mode)
     alias = CHAMPION if champion is not None and champion.version == version.version else CHALLENGER
     if alias == CHALLENGER:
         tracker.set_alias(model, CHALLENGER, version.version)
     value = recorded_value(tracker.version(model, version.version), objective_metric)
     return Registration(model, version.version, alias, float(value or 0.0), previous_value, created)
+
+
+ADAPTER_MODEL = "adapter"  # the name of each registered run's logged model
+
+
+def register_adapter(
+    tracker: Tracker,
+    model: str,
+    run_id: str,
+    metrics: dict[str, float],
+    objective_metric: str,
+    mode: str,
+    tags: dict[str, str],
+) -> Registration:
+    """Register run `run_id`'s adapter the way MLflow users expect: its verified `adapter/` artifact logged as
+    an MLflow pyfunc model of the run (`vtrlab.tracking.adapter_model`), and that logged model registered as a
+    version of `model` (see `register_run`). An adapter that does not verify is an ArtifactError: nothing is
+    logged or registered."""
+    import tempfile
+
+    from vtrlab.model.artifacts import read_adapter_config, verify_checksum
+
+    existing = tracker.versions(model, {TAG_RUN: run_id}) if model in tracker.registered_models() else []
+    if existing:
+        return register_run(tracker, model, run_id, existing[0].source, metrics, objective_metric, mode, tags)
+    with tempfile.TemporaryDirectory(prefix="vtrlab-register-") as tmp:
+        local = tracker.download(run_id, "adapter", tmp)
+        verify_checksum(local, read_adapter_config(local), origin=f"run {run_id} adapter/")
+        model_uri, model_id = tracker.log_adapter_model(run_id, local, ADAPTER_MODEL)
+    return register_run(tracker, model, run_id, model_uri, metrics, objective_metric, mode, tags, model_id=model_id)
