@@ -66,18 +66,37 @@ def enable_configured_token() -> None:
         refresh_ray_auth()
 
 
+def _refusal_reason() -> str:
+    from ray._raylet import AuthenticationMode, AuthenticationTokenLoader, get_authentication_mode
+
+    if get_authentication_mode() != AuthenticationMode.TOKEN or not AuthenticationTokenLoader.instance().has_token():
+        return "no token was sent"
+    return "the token was rejected"
+
+
 def auth_refusal(err: BaseException, where: str) -> ConfigError | None:
     """A one-line ConfigError naming `where` for Ray's AuthenticationError (or an HTTP 401/403), else None."""
-    text = str(err)
     from ray.exceptions import AuthenticationError
 
+    text = str(err)
     if isinstance(err, AuthenticationError) or "status code 401" in text or "status code 403" in text:
-        if "Authentication required" in text or "401" in text or "no authentication token" in text.lower():
-            what = "no token was sent"
-        else:
-            what = "the token was rejected"
-        return ConfigError(f"Ray at {where} refused the request: {what} ({AUTH_HINT})")
+        return ConfigError(f"Ray at {where} refused the request: {_refusal_reason()} ({AUTH_HINT})")
     return None
+
+
+def _check_auth(address: str) -> None:
+    """Ask the GCS at `address` for nothing with this process's token: ray.init would only log a refusal
+    and then fail with "Failed to connect"; this names it."""
+    if address.startswith("ray://") or address == "auto":
+        return
+    from ray._raylet import GcsClient
+
+    try:
+        GcsClient(address=address).internal_kv_get(b"vtrlab-auth-check", None, timeout=10)
+    except Exception as err:
+        refusal = auth_refusal(err, address)
+        if refusal is not None:
+            raise refusal from None
 
 
 class LocalRay:
@@ -253,6 +272,7 @@ def connect(address: str | None = None, num_cpus: int | None = None, log_to_driv
     else:
         enable_configured_token()
         _check_reachable(address)
+        _check_auth(address)
     try:
         with ray_errors(address):
             ray.init(address=address, logging_level="WARNING", log_to_driver=log_to_driver)
