@@ -193,3 +193,73 @@ def test_concurrent_writers_meet_no_database_lock(mlflow_auth, as_user):
             assert len(client.get_metric_history(run_id, f"m{k}")) == steps
     log = Path(mlflow_auth["workdir"] / "mlflow-server.log").read_text()
     assert "database is locked" not in log and "deadlock" not in log.lower()
+
+
+def test_submitted_sweep_with_credentials_registers_and_moves_the_champion(mlflow_auth, synth_small, tmp_path):
+    """The cluster road end to end: `vtrlab submit` from a machine without MLflow credentials to a Ray head
+    whose node holds them in MLflow's credentials file; the sweep logs, registers and moves `champion` on the
+    basic-auth server, and the job's runtime environment (what the dashboard shows) holds no secret."""
+    import time
+
+    import yaml
+
+    from servers import run_vtrlab
+    from vtrlab.cluster import LocalRay
+
+    node_home = tmp_path / "node-home"
+    (node_home / ".mlflow").mkdir(parents=True)
+    credentials = node_home / ".mlflow" / "credentials"
+    credentials.write_text(
+        f"[mlflow]\nmlflow_tracking_username = {mlflow_auth['user']}\n"
+        f"mlflow_tracking_password = {mlflow_auth['password']}\n"
+    )
+    credentials.chmod(0o600)
+    spec = {
+        "name": "authenticated",
+        "benchmarks": ["synthetic"],
+        "data": {"synthetic": synth_small},
+        "train": {"eval_batch_size": 64},
+        "methods": {"zero-shot": {}},
+        "register_best": True,
+    }
+    spec_path = tmp_path / "authenticated.yaml"
+    spec_path.write_text(yaml.safe_dump(spec))
+    head = LocalRay(num_cpus=2, env={"HOME": str(node_home)}).start()
+    try:
+        env = {k: v for k, v in os.environ.items() if k not in CRED_VARS and k != "RAY_ADDRESS"}
+        env |= {"MLFLOW_TRACKING_URI": mlflow_auth["uri"], "VTRLAB_HOME": str(tmp_path / "home"), "HOME": str(tmp_path)}
+        env |= {k: v for k, v in head.client_env().items() if k != "RAY_ADDRESS"}
+        submitted = run_vtrlab(["submit", str(spec_path), "--address", head.dashboard_url], env, timeout=300)
+        assert submitted.returncode == 0, submitted.stderr[-3000:]
+        job_id = submitted.stdout.strip().splitlines()[-1]
+        deadline, status = time.monotonic() + 900, ""
+        while time.monotonic() < deadline and status not in ("SUCCEEDED", "FAILED", "STOPPED"):
+            time.sleep(5)
+            status = run_vtrlab(["jobs", "status", job_id, "--address", head.dashboard_url], env).stdout.strip()
+        logs = run_vtrlab(["jobs", "logs", job_id, "--address", head.dashboard_url], env).stdout
+        assert status == "SUCCEEDED", logs[-4000:]
+        from ray.job_submission import JobSubmissionClient
+
+        os.environ.update(head.client_env())
+        try:
+            from vtrlab.cluster import refresh_ray_auth
+
+            refresh_ray_auth()
+            shown = str(JobSubmissionClient(head.dashboard_url).get_job_info(job_id))
+        finally:
+            for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS"):
+                os.environ.pop(k, None)
+            refresh_ray_auth()
+    finally:
+        head.stop()
+    assert mlflow_auth["password"] not in shown and "MLFLOW_TRACKING_PASSWORD" not in shown
+    os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = "admin", mlflow_auth["admin"]
+    try:
+        client = MlflowClient(mlflow_auth["uri"])
+        experiment = client.get_experiment_by_name("sweep-authenticated")
+        assert experiment is not None and client.search_runs([experiment.experiment_id])
+        champion = client.get_model_version_by_alias("vtrlab-synthetic-vtr-tiny", "champion")
+        assert client.get_run(champion.run_id).info.experiment_id == experiment.experiment_id
+    finally:
+        os.environ.pop("MLFLOW_TRACKING_USERNAME")
+        os.environ.pop("MLFLOW_TRACKING_PASSWORD")

@@ -168,9 +168,9 @@ class LocalRay:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                log_text = self.log_path.read_text(errors="replace")[-1500:] if self.log_path.exists() else ""
-                self.stop()
-                raise ConfigError(f"local Ray failed to start: {log_text.strip().splitlines()[-1:] or ''}")
+                lines = self.log_path.read_text(errors="replace").strip().splitlines() if self.log_path.exists() else []
+                self.stop()  # removes the temp dir, log included: its last line goes into the message
+                raise ConfigError(f"local Ray failed to start: {lines[-1] if lines else 'no output'}")
             try:
                 with socket.create_connection(("127.0.0.1", self.dashboard_port), timeout=1):
                     return self
