@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 from pathlib import Path
 
 import boto3
@@ -119,6 +120,7 @@ def test_checkpoint_upload_through_faults(s3_endpoint, s3_bucket, proxy, tmp_pat
     (checkpoint / "progress.json").write_text('{"epoch": 1}')
     fs, path = storage.pyarrow_filesystem(f"{s3_bucket}/runs/trial_0")
     assert path == f"{s3_bucket[5:]}/runs/trial_0"
+    fs = pickle.loads(pickle.dumps(fs))  # as a Ray Train worker gets it, retry strategy included
     _pyarrow_fs_copy_files(str(checkpoint), f"{path}/checkpoint_000001", destination_filesystem=fs)
     local = {
         p.relative_to(checkpoint).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import pickle
 
+import pyarrow.fs
 import pytest
 
 from vtrlab import storage
@@ -131,7 +133,9 @@ def test_retry_settings(monkeypatch):
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "9")
     assert storage.s3_client().meta.config.retries == {"mode": "standard", "total_max_attempts": 9}
     fs, path = storage.pyarrow_filesystem("s3://bucket/some/prefix")
-    assert path == "bucket/some/prefix" and type(fs).__name__ == "S3FileSystem"
+    assert path == "bucket/some/prefix" and isinstance(fs, pyarrow.fs.S3FileSystem)
+    shipped = pickle.loads(pickle.dumps(fs))  # as Ray ships a RunConfig's filesystem to its workers
+    assert isinstance(shipped, pyarrow.fs.S3FileSystem) and shipped.__reduce__()[1][1:] == ("standard", 9)
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "many")
     with pytest.raises(StorageError, match="AWS_MAX_ATTEMPTS"):
         storage.retry_settings()

@@ -305,7 +305,8 @@ def pyarrow_filesystem(url: str):
 
     For S3 it is pyarrow's S3FileSystem on the same endpoint (AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL), region
     and credential chain as boto3, retrying like vtrlab's boto3 clients (:func:`retry_settings`: "legacy"
-    maps to the AWS SDK's default strategy, "standard" and "adaptive" to its standard one). Ray's own
+    maps to the AWS SDK's default strategy, "standard" and "adaptive" to its standard one), and keeping that
+    retry strategy when pickled to Ray's workers (pyarrow's own pickling drops it). Ray's own
     ``FileSystem.from_uri`` would give 3 attempts and ignore AWS_MAX_ATTEMPTS."""
     import pyarrow.fs
 
@@ -313,17 +314,37 @@ def pyarrow_filesystem(url: str):
     if scheme != "s3":
         return pyarrow.fs.LocalFileSystem(), normalize_url(url)
     mode, attempts = retry_settings()
-    strategy = pyarrow.fs.AwsDefaultS3RetryStrategy if mode == "legacy" else pyarrow.fs.AwsStandardS3RetryStrategy
-    kwargs: dict = {"retry_strategy": strategy(max_attempts=attempts)}
+    options: dict = {}
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     if region:
-        kwargs["region"] = region
+        options["region"] = region
     endpoint = _endpoint_from_env()
     if endpoint:
         parsed = urlparse(endpoint)
-        kwargs["endpoint_override"] = parsed.netloc + parsed.path.rstrip("/")
-        kwargs["scheme"] = parsed.scheme or "https"
-    return pyarrow.fs.S3FileSystem(**kwargs), join_url(bucket, prefix)
+        options["endpoint_override"] = parsed.netloc + parsed.path.rstrip("/")
+        options["scheme"] = parsed.scheme or "https"
+    return _s3_filesystem(options, mode, attempts), join_url(bucket, prefix)
+
+
+_S3FS_CLASS = None
+
+
+def _s3_filesystem(options: dict, mode: str, attempts: int):
+    """pyarrow's S3FileSystem with the retry strategy for (mode, attempts), rebuilt as such when unpickled."""
+    global _S3FS_CLASS
+    import pyarrow.fs
+
+    if _S3FS_CLASS is None:
+
+        class RetryingS3FileSystem(pyarrow.fs.S3FileSystem):
+            def __reduce__(self):
+                return _s3_filesystem, self._vtrlab_args
+
+        _S3FS_CLASS = RetryingS3FileSystem
+    strategy = pyarrow.fs.AwsDefaultS3RetryStrategy if mode == "legacy" else pyarrow.fs.AwsStandardS3RetryStrategy
+    fs = _S3FS_CLASS(retry_strategy=strategy(max_attempts=attempts), **options)
+    fs._vtrlab_args = (options, mode, attempts)
+    return fs
 
 
 def _s3_error(exc: Exception, bucket: str, key: str, what: str) -> StorageError:
