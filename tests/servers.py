@@ -78,10 +78,19 @@ class PostgresServer:
             _pg_tool("initdb"), "-D", str(self.data), "-U", self.user, f"--pwfile={password_file}",
             "--auth=scram-sha-256", "-E", "UTF8", "--no-sync",
         )  # fmt: skip
+        return self.serve()
+
+    def serve(self) -> PostgresServer:
+        """Start the server on the initialised data dir (again, after `halt`)."""
         options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} -c fsync=off -c max_connections=200"
         self._run(_pg_tool("pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.dir / "log"), "-w", "start")
         self.started = True
         return self
+
+    def halt(self) -> None:
+        """Stop the server, keeping its data (`serve` starts it again)."""
+        self._run(_pg_tool("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop", timeout=60)
+        self.started = False
 
     def create_database(self, name: str) -> str:
         """Create database `name`; returns its SQLAlchemy URI."""

@@ -159,6 +159,18 @@ def test_credentials_file_is_read_like_mlflow_does(mlflow_auth, tmp_path):
     assert result.returncode == 0 and result.stdout.startswith("ok"), result.stderr[-3000:]
 
 
+def test_an_unreachable_database_is_named(mlflow_auth, postgres, as_user):
+    as_user(mlflow_auth["user"], mlflow_auth["password"])
+    postgres.halt()
+    try:
+        with pytest.raises(ConfigError, match="database may be unreachable") as refused:
+            check_tracking_server(mlflow_auth["uri"], timeout=30)
+        assert mlflow_auth["uri"] in str(refused.value)
+    finally:
+        postgres.serve()
+    check_tracking_server(mlflow_auth["uri"], timeout=30)
+
+
 WRITER = """
 import sys
 from mlflow.entities import Metric

@@ -106,9 +106,14 @@ def check_tracking_server(uri: str, timeout: float = 5.0) -> None:
     try:
         response = http_request(
             get_default_host_creds(uri), "/api/2.0/mlflow/experiments/search", "POST",
-            json={"max_results": 1}, max_retries=0, timeout=timeout,
+            json={"max_results": 1}, max_retries=0, timeout=timeout, raise_on_status=False,
         )  # fmt: skip
     except Exception as err:
         raise ConfigError(f"MLflow tracking server {uri} did not answer a search ({type(err).__name__})") from None
     if response.status_code in (401, 403):
         raise _refusal(response.status_code, uri)
+    if response.status_code >= 500:
+        raise ConfigError(
+            f"MLflow tracking server {uri} fails requests (HTTP {response.status_code} to a search): its database "
+            "may be unreachable; see the server's log"
+        )
