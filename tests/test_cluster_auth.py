@@ -55,14 +55,19 @@ def test_jobs_without_the_token_are_refused(head, tmp_path):
         assert url in line and what in line, line
 
 
-def test_connect_without_the_token_is_refused(head, tmp_path):
-    code = f"from vtrlab.cluster import connect; connect({head.address!r})"
-    result = subprocess.run(
-        [sys.executable, "-c", f"import sys\ntry:\n {code}\nexcept Exception as e:\n print(type(e).__name__, e)"],
-        env=_env(tmp_path), capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert result.stdout.startswith("ConfigError") and head.address in result.stdout, result.stdout + result.stderr
-    assert "refused" in result.stdout
+def test_connect_without_the_token_is_refused_and_with_it_works(head, tmp_path):
+    code = (
+        "import ray\nfrom vtrlab.cluster import connect\ntry:\n"
+        f" print(connect({head.address!r}), ray.cluster_resources()['CPU'])\n"
+        "except Exception as e:\n print(type(e).__name__, e)"
+    )
+    run = {"capture_output": True, "text": True, "timeout": 120}
+    refused = subprocess.run([sys.executable, "-c", code], env=_env(tmp_path), **run)
+    assert refused.stdout.startswith("ConfigError") and head.address in refused.stdout, refused.stdout + refused.stderr
+    assert "refused the request: no token was sent" in refused.stdout
+    token = {k: v for k, v in head.client_env().items() if k != "RAY_ADDRESS"}
+    accepted = subprocess.run([sys.executable, "-c", code], env=_env(tmp_path, **token), **run)
+    assert accepted.stdout.strip() == f"Ray cluster at {head.address} 1.0", accepted.stdout + accepted.stderr[-2000:]
 
 
 def test_a_job_with_the_token_runs_and_reaches_ray(head, tmp_path):
