@@ -9,7 +9,7 @@ STAMP := $(VENV)/.vtrlab-installed
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 
-.PHONY: demo test lint format install bench clean
+.PHONY: demo test lint format install bench clean postgresql
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,10 +27,21 @@ $(CHROMIUM):
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null
 
+# The tracking-server tests run Debian's PostgreSQL server (initdb + pg_ctl into a temp dir, started and stopped
+# by the tests). Installed without Debian's default cluster, so no server is left running on port 5432.
+POSTGRES_INITDB := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb))
+postgresql:
+	@if [ -z "$(POSTGRES_INITDB)" ]; then \
+		$(SUDO) apt-get update -qq; \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql-common >/dev/null; \
+		$(SUDO) sed -i 's/^#\? *create_main_cluster.*/create_main_cluster = false/' /etc/postgresql-common/createcluster.conf; \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql >/dev/null; \
+	fi
+
 demo: $(STAMP)
 	$(BIN)/vtrlab quickstart
 
-test: $(STAMP) $(CHROMIUM)
+test: $(STAMP) $(CHROMIUM) postgresql
 	$(BIN)/ruff check .
 	VTRLAB_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import secrets
 import shutil
 import subprocess
 import sys
@@ -97,17 +98,33 @@ def s3_bucket(s3_endpoint) -> str:
 
 
 @pytest.fixture(scope="session")
-def ray_local(s3_endpoint):
-    """One local Ray for the session (2 CPUs, no dashboard); started after the S3 env is set."""
-    os.environ["RAY_AUTH_MODE"] = "disabled"
+def ray_local(s3_endpoint, tmp_path_factory):
+    """One local Ray for the session (2 CPUs, no dashboard), with token authentication on (a token of the
+    session's, mode 0600, passed by RAY_AUTH_MODE/RAY_AUTH_TOKEN_PATH); started after the S3 env is set, so
+    its workers inherit both. The Ray settings are restored at the end."""
+    token = tmp_path_factory.mktemp("ray-auth") / "auth_token"
+    token.touch(mode=0o600)
+    token.write_text(secrets.token_hex(32))
+    saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "PYTHONPATH")}
+    os.environ.pop("RAY_AUTH_TOKEN", None)
+    os.environ.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)})
     pp = os.environ.get("PYTHONPATH", "")
     os.environ["PYTHONPATH"] = os.pathsep.join([str(PLATFORM), *[p for p in pp.split(os.pathsep) if p]])
     import ray
 
+    from vtrlab.cluster import refresh_ray_auth
+
+    refresh_ray_auth()
     if not ray.is_initialized():
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    refresh_ray_auth()
 
 
 # ------------------------------------------------------------------------------------------------

@@ -5,13 +5,10 @@ and the schedules (RayCronJob, GitHub Actions) naming a real suite and real flag
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import signal
 import sqlite3
-import subprocess
 import time
 from pathlib import Path
 
@@ -88,13 +85,11 @@ def world(workflow, tmp_path_factory):
         source.backup(copy)
     env = {**workflow["env"], "VTRLAB_HOME": str(home), "COLUMNS": "400"}  # wide: messages name long tmp paths
     ray = LocalRay(num_cpus=4, env={"VTRLAB_HOME": str(home)}).start()  # 3 trials at once: mostly waiting
+    env.update(ray.client_env())  # its token: Ray's token authentication is on
     world = {**workflow, "root": root, "home": home, "env": env, "tracking_uri": f"sqlite:///{home / 'mlflow.db'}"}
     world["suite"] = write(root / "ci.yaml", suite_dict(world))
     world["address"] = ray.address
     yield world
-    with contextlib.suppress(ProcessLookupError, subprocess.TimeoutExpired):  # `ray start --block` ends in ~2 s
-        os.killpg(ray.process.pid, signal.SIGINT)  # on SIGINT, ~30 s on SIGTERM (LocalRay.stop's signal)
-        ray.process.wait(timeout=30)
     ray.stop()
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import pickle
 
+import pyarrow.fs
 import pytest
 
 from vtrlab import storage
@@ -103,6 +105,40 @@ def test_s3_stream_resumes_after_dropped_connection(s3_bucket):
     raw._body = Flaky()  # the next read fails; the stream must resume with a ranged GET at byte 1000
     rest = b"".join(iter(lambda: raw.read(65536), b""))
     assert first + rest == payload
+
+
+def test_object_overwritten_mid_read_is_detected(s3_bucket):
+    st = storage.open_store(s3_bucket)
+    st.write_bytes("shard.tar", b"a" * 2_000_000)
+    raw = storage.S3ReadStream(st.client, st.bucket, "shard.tar")
+    assert raw.read(1000) == b"a" * 1000
+    st.write_bytes("shard.tar", b"b" * 2_000_000)  # a rebuild replaces the shard while it is streamed
+
+    class Dropped(io.RawIOBase):
+        def read(self, n=-1):
+            raise ConnectionResetError("peer reset")
+
+    raw._body = Dropped()  # the resume (ranged GET, If-Match the first ETag) must notice, not splice
+    with pytest.raises(StorageError, match="changed while it was read") as ei:
+        raw.read(65536)
+    assert st.bucket in str(ei.value) and "shard.tar" in str(ei.value)
+
+
+def test_retry_settings(monkeypatch):
+    monkeypatch.delenv("AWS_RETRY_MODE", raising=False)
+    monkeypatch.delenv("AWS_MAX_ATTEMPTS", raising=False)
+    assert storage.retry_settings() == ("standard", 5)
+    env = storage.apply_retry_env({"AWS_MAX_ATTEMPTS": "9"})
+    assert env == {"AWS_RETRY_MODE": "standard", "AWS_MAX_ATTEMPTS": "9"}
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "9")
+    assert storage.s3_client().meta.config.retries == {"mode": "standard", "total_max_attempts": 9}
+    fs, path = storage.pyarrow_filesystem("s3://bucket/some/prefix")
+    assert path == "bucket/some/prefix" and isinstance(fs, pyarrow.fs.S3FileSystem)
+    shipped = pickle.loads(pickle.dumps(fs))  # as Ray ships a RunConfig's filesystem to its workers
+    assert isinstance(shipped, pyarrow.fs.S3FileSystem) and shipped.__reduce__()[1][1:] == ("standard", 9)
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "many")
+    with pytest.raises(StorageError, match="AWS_MAX_ATTEMPTS"):
+        storage.retry_settings()
 
 
 def test_webdataset_opener_streams_s3(s3_bucket):

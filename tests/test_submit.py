@@ -40,6 +40,7 @@ def test_submit_runs_the_sweep_as_a_ray_job(head, synth_small, tmp_path):
     spec_path.write_text(yaml.safe_dump(spec))
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking, "VTRLAB_HOME": str(tmp_path / "home")}
+    env.update(head.client_env())  # the head's token (Ray's token authentication is on)
     env.pop("RAY_ADDRESS", None)
 
     submitted = vtrlab(["submit", str(spec_path), "--address", head.dashboard_url], env)

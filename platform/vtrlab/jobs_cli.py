@@ -24,23 +24,23 @@ def submit_command(
 @jobs_app.command("status")
 def status(job_id: str, address: AddressOption = None) -> None:
     """The job's status (PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED)."""
-    from vtrlab.jobs import job_client
+    from vtrlab.jobs import job_status
 
-    print(job_client(address).get_job_status(job_id).value)
+    print(job_status(job_id, address))
 
 
 @jobs_app.command("logs")
 def logs(job_id: str, address: AddressOption = None) -> None:
     """The job's driver logs so far."""
-    from vtrlab.jobs import job_client
+    from vtrlab.jobs import job_logs
 
-    print(job_client(address).get_job_logs(job_id), end="")
+    print(job_logs(job_id, address), end="")
 
 
 @jobs_app.command("stop")
 def stop(job_id: str, address: AddressOption = None) -> None:
     """Ask the cluster to stop the job."""
-    from vtrlab.jobs import job_client
+    from vtrlab.jobs import stop_job
 
-    stopped = job_client(address).stop_job(job_id)
+    stopped = stop_job(job_id, address)
     print("stopping" if stopped else "already finished")

@@ -5,13 +5,20 @@
 - Local paths and ``file://`` URLs are directories on the local file system.
 - ``s3://bucket/prefix`` goes through boto3 with the standard AWS configuration: the endpoint from
   ``AWS_ENDPOINT_URL`` (or ``AWS_ENDPOINT_URL_S3``), credentials and region from the environment,
-  the shared config/credentials files and profiles (``AWS_PROFILE``), or an instance role; retries
-  from ``AWS_RETRY_MODE`` / ``AWS_MAX_ATTEMPTS`` (default: "standard" mode, 5 attempts).
+  the shared config/credentials files and profiles (``AWS_PROFILE``), or an instance role.
+
+One retry configuration for every S3 path: ``AWS_RETRY_MODE`` / ``AWS_MAX_ATTEMPTS`` (botocore's names;
+vtrlab's defaults: "standard" mode, 5 attempts in all). vtrlab's boto3 clients use it directly;
+:func:`apply_retry_env` writes the defaults into an environment so that the clients vtrlab does not build
+(MLflow's S3 artifact repository, a local Ray head's workers, an MLflow server) read the same;
+:func:`pyarrow_filesystem` builds the pyarrow S3 filesystem Ray Train and Tune write checkpoints with,
+with the same number of attempts.
 
 Writes are atomic: the bytes go to a temporary key (``<key>.tmp-<random>``) or file first and are then
 committed to the final key (``os.replace`` locally; server-side copy + delete on S3), so a reader never
 sees a partial object under its final name. Reads of large objects stream (:meth:`Store.open_read`);
-S3 streams resume with a ranged GET after a dropped connection.
+S3 streams resume with a ranged GET after a dropped connection, conditional on the object's ETag
+(``If-Match``), so an object overwritten mid-read is an error, never a splice of two versions.
 
 Every failure is raised as :class:`vtrlab.errors.StorageError` naming the bucket and key (or the path).
 
@@ -28,7 +35,7 @@ import shutil
 import tempfile
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -40,12 +47,15 @@ __all__ = [
     "LocalStore",
     "S3Store",
     "Store",
+    "apply_retry_env",
     "join_url",
     "normalize_url",
     "open_store",
     "open_url",
+    "pyarrow_filesystem",
     "read_url_bytes",
     "register_webdataset_opener",
+    "retry_settings",
     "split_url",
 ]
 
@@ -230,12 +240,37 @@ def _endpoint_from_env() -> str | None:
     return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
 
 
-def s3_client(endpoint_url: str | None = None):
-    """A cached boto3 S3 client (one per endpoint, process and credential environment).
+DEFAULT_RETRY_MODE = "standard"
+DEFAULT_MAX_ATTEMPTS = 5
+_RETRY_MODES = ("legacy", "standard", "adaptive")
 
-    boto3 itself resolves credentials (env, profile, SSO, container/instance role) and region; we only
-    default the retry policy to botocore's "standard" mode with 5 attempts unless AWS_RETRY_MODE /
-    AWS_MAX_ATTEMPTS say otherwise.
+
+def retry_settings() -> tuple[str, int]:
+    """(mode, total attempts) from AWS_RETRY_MODE / AWS_MAX_ATTEMPTS, else vtrlab's defaults."""
+    mode = os.environ.get("AWS_RETRY_MODE") or DEFAULT_RETRY_MODE
+    if mode not in _RETRY_MODES:
+        raise StorageError(f"AWS_RETRY_MODE={mode!r}: expected one of {', '.join(_RETRY_MODES)}")
+    raw = os.environ.get("AWS_MAX_ATTEMPTS") or str(DEFAULT_MAX_ATTEMPTS)
+    if not raw.isdigit() or int(raw) < 1:
+        raise StorageError(f"AWS_MAX_ATTEMPTS={raw!r}: expected a whole number of attempts, at least 1")
+    return mode, int(raw)
+
+
+def apply_retry_env(env: MutableMapping[str, str] | None = None) -> MutableMapping[str, str]:
+    """Set AWS_RETRY_MODE / AWS_MAX_ATTEMPTS to vtrlab's defaults in ``env`` (default: os.environ) where
+    unset, so botocore clients built by others (MLflow's artifact uploads, Ray workers started from this
+    environment) retry like vtrlab's own; returns ``env``."""
+    env = os.environ if env is None else env
+    env.setdefault("AWS_RETRY_MODE", DEFAULT_RETRY_MODE)
+    env.setdefault("AWS_MAX_ATTEMPTS", str(DEFAULT_MAX_ATTEMPTS))
+    return env
+
+
+def s3_client(endpoint_url: str | None = None):
+    """A cached boto3 S3 client (one per endpoint, process, credential environment and retry setting).
+
+    boto3 itself resolves credentials (env, profile, SSO, container/instance role) and region; the retries
+    are :func:`retry_settings`.
     """
     try:
         import boto3
@@ -243,27 +278,73 @@ def s3_client(endpoint_url: str | None = None):
     except ImportError as exc:  # pragma: no cover - boto3 is a declared dependency
         raise StorageError(f"s3:// needs boto3, which is not importable: {exc}") from exc
     endpoint_url = endpoint_url or _endpoint_from_env()
+    mode, attempts = retry_settings()
     key = (
         os.getpid(),
         endpoint_url,
         os.environ.get("AWS_PROFILE"),
         os.environ.get("AWS_ACCESS_KEY_ID"),
         os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION"),
+        mode,
+        attempts,
     )
     with _clients_lock:
         client = _clients.get(key)
         if client is None:
-            retries: dict = {}
-            if "AWS_RETRY_MODE" not in os.environ:
-                retries["mode"] = "standard"
-            if "AWS_MAX_ATTEMPTS" not in os.environ:
-                retries["total_max_attempts"] = 5
-            cfg = Config(retries=retries or None, max_pool_connections=32)
+            cfg = Config(retries={"mode": mode, "total_max_attempts": attempts}, max_pool_connections=32)
             session = boto3.session.Session()
             region = session.region_name or "us-east-1"
             client = session.client("s3", endpoint_url=endpoint_url, config=cfg, region_name=region)
             _clients[key] = client
     return client
+
+
+def pyarrow_filesystem(url: str):
+    """``(filesystem, path)`` for a local path or ``s3://bucket/prefix``, as Ray Train and Tune take them:
+    ``RunConfig(storage_path=path, storage_filesystem=filesystem)``.
+
+    For S3 it is pyarrow's S3FileSystem on the same endpoint (AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL), region
+    and credential chain as boto3, retrying like vtrlab's boto3 clients (:func:`retry_settings`: "legacy"
+    maps to the AWS SDK's default strategy, "standard" and "adaptive" to its standard one), and keeping that
+    retry strategy when pickled to Ray's workers (pyarrow's own pickling drops it). Ray's own
+    ``FileSystem.from_uri`` would give 3 attempts and ignore AWS_MAX_ATTEMPTS."""
+    import pyarrow.fs
+
+    scheme, bucket, prefix = split_url(url)
+    if scheme != "s3":
+        return pyarrow.fs.LocalFileSystem(), normalize_url(url)
+    mode, attempts = retry_settings()
+    options: dict = {}
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if region:
+        options["region"] = region
+    endpoint = _endpoint_from_env()
+    if endpoint:
+        parsed = urlparse(endpoint)
+        options["endpoint_override"] = parsed.netloc + parsed.path.rstrip("/")
+        options["scheme"] = parsed.scheme or "https"
+    return _s3_filesystem(options, mode, attempts), join_url(bucket, prefix)
+
+
+_S3FS_CLASS = None
+
+
+def _s3_filesystem(options: dict, mode: str, attempts: int):
+    """pyarrow's S3FileSystem with the retry strategy for (mode, attempts), rebuilt as such when unpickled."""
+    global _S3FS_CLASS
+    import pyarrow.fs
+
+    if _S3FS_CLASS is None:
+
+        class RetryingS3FileSystem(pyarrow.fs.S3FileSystem):
+            def __reduce__(self):
+                return _s3_filesystem, self._vtrlab_args
+
+        _S3FS_CLASS = RetryingS3FileSystem
+    strategy = pyarrow.fs.AwsDefaultS3RetryStrategy if mode == "legacy" else pyarrow.fs.AwsStandardS3RetryStrategy
+    fs = _S3FS_CLASS(retry_strategy=strategy(max_attempts=attempts), **options)
+    fs._vtrlab_args = (options, mode, attempts)
+    return fs
 
 
 def _s3_error(exc: Exception, bucket: str, key: str, what: str) -> StorageError:
@@ -284,24 +365,46 @@ def _is_not_found(exc: Exception) -> bool:
 
 
 class S3ReadStream(io.RawIOBase):
-    """A streaming GET of one S3 object that resumes with a ranged GET after a connection error."""
+    """A streaming GET of one S3 object that resumes with a ranged GET after a connection error.
+
+    The resumed GET is conditional on the ETag of the first response (``If-Match``): an object overwritten
+    while it is read raises StorageError instead of splicing the old version's head onto the new one's tail.
+    """
 
     def __init__(self, client, bucket: str, key: str, max_resumes: int = 5):
         self._client, self.bucket, self.key = client, bucket, key
         self._pos = 0
         self._body = None
-        self._resumes_left = max_resumes
+        self._max_resumes = max_resumes
         self._size: int | None = None
+        self._etag: str | None = None
         self._open()
+
+    def _changed(self, now: str | None) -> StorageError:
+        return StorageError(
+            f"s3://{self.bucket}/{self.key}: the object changed while it was read (ETag {self._etag} at the start, "
+            f"{now or 'another'} at byte {self._pos}); read it again (bucket {self.bucket!r}, key {self.key!r})"
+        )
 
     def _open(self) -> None:
         kw = {"Bucket": self.bucket, "Key": self.key}
         if self._pos:
             kw["Range"] = f"bytes={self._pos}-"
+            if self._etag:
+                kw["IfMatch"] = self._etag
         try:
             resp = self._client.get_object(**kw)
         except Exception as exc:
+            code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+            if self._pos and code in ("PreconditionFailed", "412"):
+                raise self._changed(None) from None
             raise _s3_error(exc, self.bucket, self.key, "GET") from exc
+        etag = resp.get("ETag")
+        if self._etag is None:
+            self._etag = etag
+        elif etag and etag != self._etag:  # an endpoint that ignores If-Match
+            resp["Body"].close()
+            raise self._changed(etag)
         if self._size is None:
             self._size = int(resp.get("ContentLength", 0)) + self._pos
         self._body = resp["Body"]
@@ -312,23 +415,23 @@ class S3ReadStream(io.RawIOBase):
     def readinto(self, b) -> int:
         if self._size is not None and self._pos >= self._size:
             return 0
+        resumes_left = self._max_resumes  # consecutive resumes without a byte read in between
         while True:
             try:
                 data = self._body.read(len(b))
+                if not data and self._size is not None and self._pos < self._size:
+                    raise ConnectionError(f"stream ended at byte {self._pos} of {self._size}")
                 break
             except Exception as exc:
-                if self._resumes_left <= 0:
+                if resumes_left <= 0:
                     raise _s3_error(exc, self.bucket, self.key, f"read at byte {self._pos}") from exc
-                self._resumes_left -= 1
+                resumes_left -= 1
+                with contextlib.suppress(Exception):
+                    self._body.close()
                 self._open()
         n = len(data)
         b[:n] = data
         self._pos += n
-        if n == 0 and self._size is not None and self._pos < self._size:
-            raise StorageError(
-                f"s3://{self.bucket}/{self.key}: stream ended at byte {self._pos} of {self._size} "
-                f"(bucket {self.bucket!r}, key {self.key!r})"
-            )
         return n
 
     def close(self) -> None:
@@ -379,11 +482,8 @@ class S3Store(Store):
             raise _s3_error(exc, self.bucket, k, "HEAD") from exc
 
     def read_bytes(self, key: str) -> bytes:
-        k = self._key(key)
-        try:
-            return self.client.get_object(Bucket=self.bucket, Key=k)["Body"].read()
-        except Exception as exc:
-            raise _s3_error(exc, self.bucket, k, "GET") from exc
+        with self.open_read(key) as f:  # resumes after a dropped connection, like every read
+            return f.read()
 
     def open_read(self, key: str) -> BinaryIO:
         raw = S3ReadStream(self.client, self.bucket, self._key(key))

@@ -95,7 +95,6 @@ def _ensure_ray(num_cpus: int | None):
     import ray
 
     if not ray.is_initialized():
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         pkg_root = str(Path(__file__).resolve().parents[2])
         env = {"PYTHONPATH": os.pathsep.join(p for p in [pkg_root, os.environ.get("PYTHONPATH", "")] if p)}
         if os.environ.get("RAY_ADDRESS"):
