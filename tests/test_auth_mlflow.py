@@ -207,7 +207,9 @@ def test_concurrent_writers_meet_no_database_lock(mlflow_auth, as_user):
     assert "database is locked" not in log and "deadlock" not in log.lower()
 
 
-def test_submitted_sweep_with_credentials_registers_and_moves_the_champion(mlflow_auth, synth_small, tmp_path):
+def test_submitted_sweep_with_credentials_registers_and_moves_the_champion(
+    mlflow_auth, synth_small, pretrained_backbone, tmp_path
+):
     """The cluster road end to end: `vtrlab submit` from a machine without MLflow credentials to a Ray head
     whose node holds them in MLflow's credentials file; the sweep logs, registers and moves `champion` on the
     basic-auth server, and the job's runtime environment (what the dashboard shows) holds no secret."""
@@ -228,6 +230,7 @@ def test_submitted_sweep_with_credentials_registers_and_moves_the_champion(mlflo
     credentials.chmod(0o600)
     spec = {
         "name": "authenticated",
+        "weights": pretrained_backbone,  # rebuildable by whoever pulls the champion
         "benchmarks": ["synthetic"],
         "data": {"synthetic": synth_small},
         "train": {"eval_batch_size": 64},
@@ -236,7 +239,8 @@ def test_submitted_sweep_with_credentials_registers_and_moves_the_champion(mlflo
     }
     spec_path = tmp_path / "authenticated.yaml"
     spec_path.write_text(yaml.safe_dump(spec))
-    head = LocalRay(num_cpus=2, env={"HOME": str(node_home)}).start()
+    # the head's node environment, as a cluster's: its tracking server (a loopback URI is not forwarded)
+    head = LocalRay(num_cpus=2, env={"HOME": str(node_home), "MLFLOW_TRACKING_URI": mlflow_auth["uri"]}).start()
     try:
         env = {k: v for k, v in os.environ.items() if k not in CRED_VARS and k != "RAY_ADDRESS"}
         env |= {"MLFLOW_TRACKING_URI": mlflow_auth["uri"], "VTRLAB_HOME": str(tmp_path / "home"), "HOME": str(tmp_path)}

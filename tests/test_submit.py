@@ -21,15 +21,31 @@ def vtrlab(args: list[str], env: dict[str, str], timeout: int = 300) -> subproce
 
 
 @pytest.fixture(scope="module")
-def head():
-    ray = LocalRay(num_cpus=2).start()
+def head(tmp_path_factory):
+    """A Ray head whose node environment is a cluster's: its own vtrlab home (`vtrlab submit` forwards no
+    VTRLAB_HOME of the submitting machine)."""
+    ray = LocalRay(num_cpus=2, env={"VTRLAB_HOME": str(tmp_path_factory.mktemp("head-home"))}).start()
     yield ray
     ray.stop()
 
 
-def test_submit_runs_the_sweep_as_a_ray_job(head, synth_small, tmp_path):
+def test_forwarded_settings_leave_out_loopback_endpoints_and_the_home():
+    from vtrlab.jobs import forwarded_env
+
+    laptop = {
+        "MLFLOW_TRACKING_URI": "http://127.0.0.1:5000",
+        "AWS_ENDPOINT_URL": "https://s3.eu-west-1.amazonaws.com",
+        "VTRLAB_HOME": "/home/me/.vtrlab",
+        "MLFLOW_TRACKING_PASSWORD": "secret",
+        "AWS_MAX_ATTEMPTS": "7",
+    }
+    assert forwarded_env(laptop) == {"AWS_ENDPOINT_URL": "https://s3.eu-west-1.amazonaws.com", "AWS_MAX_ATTEMPTS": "7"}
+
+
+def test_submit_runs_the_sweep_as_a_ray_job(head, synth_small, pretrained_backbone, tmp_path):
     spec = {
         "name": "submitted",
+        "weights": pretrained_backbone,  # rebuildable by whoever pulls the champion
         "benchmarks": ["synthetic"],
         "data": {"synthetic": synth_small},
         "train": {"eval_batch_size": 64},

@@ -21,15 +21,32 @@ from vtrlab.storage import apply_retry_env
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 AGENT_WAIT_SECONDS = 90
-FORWARDED_ENV = (
+FORWARDED_ENV = (  # what the README documents `vtrlab submit` forwarding; never a secret, never VTRLAB_HOME
     "MLFLOW_TRACKING_URI",
     "MLFLOW_S3_ENDPOINT_URL",
     "AWS_ENDPOINT_URL",
     "AWS_DEFAULT_REGION",
     "AWS_RETRY_MODE",
     "AWS_MAX_ATTEMPTS",
-    "VTRLAB_HOME",
 )
+ENDPOINTS = ("MLFLOW_TRACKING_URI", "MLFLOW_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL")
+
+
+def forwarded_env(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The submitting machine's settings a job gets: FORWARDED_ENV, except endpoints on a loopback address
+    (this laptop's 127.0.0.1 is not the cluster's: the cluster's own settings apply there)."""
+    from urllib.parse import urlparse
+
+    environ = dict(os.environ if environ is None else environ)
+    out = {}
+    for name in FORWARDED_ENV:
+        value = environ.get(name)
+        if not value:
+            continue
+        if name in ENDPOINTS and (urlparse(value).hostname or "") in ("127.0.0.1", "localhost", "::1"):
+            continue
+        out[name] = value
+    return out
 
 
 def _dashboard(address: str | None) -> str:
@@ -91,12 +108,12 @@ def stage_job_dir(spec_path: Path, staging: Path) -> str:
 def submit_sweep(spec: str, address: str | None, resume: bool = False, extra_pip: list[str] | None = None) -> str:
     """Submit `vtrlab sweep SPEC` as a Ray Job and return its id. The working directory carries the package
     and the spec (the cluster's Python needs vtrlab's dependencies: ray_cluster.yaml installs them), and
-    the tracking/storage environment (MLFLOW_*, AWS_*) is forwarded to the job."""
+    the non-secret tracking/storage settings (`forwarded_env`) go with the job."""
     from vtrlab.sweep.spec import load_sweep_spec
 
     spec_path = Path(spec).resolve()
     load_sweep_spec(spec_path)  # fail here, naming the file and key, not on the cluster
-    env = {name: os.environ[name] for name in FORWARDED_ENV if os.environ.get(name)}
+    env = forwarded_env()
     apply_retry_env(env)
     env["PYTHONPATH"] = "platform"
     client = job_client(address)

@@ -30,7 +30,7 @@ from vtrlab.tracking.records import (
     RunState,
     VersionRecord,
 )
-from vtrlab.tracking.store import default_artifact_root, tracking_uri
+from vtrlab.tracking.store import default_artifact_root, tracking_auth_error, tracking_auth_errors, tracking_uri
 
 T = TypeVar("T")
 MAX_PARAM_LENGTH = 6000
@@ -38,7 +38,6 @@ MAX_TAG_LENGTH = 5000
 BATCH = 100  # MLflow's log_batch takes at most 100 params / 1000 metrics per call
 MISSING = "RESOURCE_DOES_NOT_EXIST"
 EXISTS = "RESOURCE_ALREADY_EXISTS"
-REFUSED = ("UNAUTHENTICATED", "PERMISSION_DENIED")
 # what a logged adapter model needs to run (pinned to the versions that logged it)
 ADAPTER_MODEL_REQUIREMENTS = (
     "torch",
@@ -95,20 +94,12 @@ def _version_record(version) -> VersionRecord:
 
 
 def _guarded(method: Callable[..., T]) -> Callable[..., T]:
-    """Turn a refused login into one ConfigError naming the tracking server."""
+    """Turn a refused request (401/403) into one ConfigError naming the tracking server."""
 
     @functools.wraps(method)
     def call(self: Tracker, *args: Any, **kwargs: Any) -> T:
-        try:
+        with tracking_auth_errors(self.uri):
             return method(self, *args, **kwargs)
-        except MlflowException as err:
-            if getattr(err, "error_code", None) in REFUSED:
-                raise ConfigError(
-                    f"MLflow tracking server {self.uri} refused the request ({err.error_code}): set "
-                    "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) for a "
-                    "user allowed to write there"
-                ) from None
-            raise
 
     return call
 
@@ -484,7 +475,7 @@ class Tracker:
                 self._client.set_registered_model_alias(model, alias, str(version))
                 return
             except MlflowException as err:
-                if getattr(err, "error_code", None) in REFUSED or attempt == attempts - 1:
+                if tracking_auth_error(err, self.uri) is not None or attempt == attempts - 1:
                     raise
                 time.sleep(0.2 * (attempt + 1))
 

@@ -45,8 +45,10 @@ def make_trainer(
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig
 
+    from vtrlab.storage import pyarrow_filesystem
     from vtrlab.train.loop import train_loop
 
+    filesystem, path = pyarrow_filesystem(storage_path)  # s3:// with vtrlab's retry configuration
     use_gpu = spec.gpus_per_worker > 0
     resources = {"CPU": spec.cpus_per_worker}
     if use_gpu:
@@ -58,7 +60,8 @@ def make_trainer(
         scaling_config=ScalingConfig(num_workers=spec.workers, use_gpu=use_gpu, resources_per_worker=resources),
         run_config=RunConfig(
             name=name,
-            storage_path=storage_path,
+            storage_path=path,
+            storage_filesystem=filesystem,
             failure_config=FailureConfig(max_failures=spec.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=1),
             callbacks=callbacks or [],

@@ -182,10 +182,16 @@ def _tuner(job: TuneJob, scheduler):
         ),
         {"cpu": job.cpus_per_trial, **job.resources},
     )
-    experiment = _join(job.root, TUNE_NAME)
-    if tune.Tuner.can_restore(experiment):
-        job.say(f"{job.label}: resuming Tune's experiment at {experiment}")
-        return tune.Tuner.restore(experiment, trainable, resume_unfinished=True, resume_errored=False)
+    from vtrlab.storage import pyarrow_filesystem
+
+    filesystem, root = pyarrow_filesystem(job.root)  # s3:// with vtrlab's retry configuration
+    experiment = _join(root, TUNE_NAME)
+    if tune.Tuner.can_restore(experiment, storage_filesystem=filesystem):
+        # Tune's experiment state is pickled: it is only ever read from the storage this spec names
+        job.say(f"{job.label}: resuming Tune's experiment at {_join(job.root, TUNE_NAME)}")
+        return tune.Tuner.restore(
+            experiment, trainable, resume_unfinished=True, resume_errored=False, storage_filesystem=filesystem
+        )
     return tune.Tuner(
         trainable,
         param_space=job.param_space,
@@ -198,7 +204,8 @@ def _tuner(job: TuneJob, scheduler):
         ),
         run_config=tune.RunConfig(
             name=TUNE_NAME,
-            storage_path=job.root,
+            storage_path=root,
+            storage_filesystem=filesystem,
             failure_config=tune.FailureConfig(max_failures=job.trial_retries),
             verbose=1 if job.verbose else 0,
             callbacks=[TrialLines(job.label, job.num_samples, job.epochs, job.say)],
@@ -312,8 +319,10 @@ def latest_checkpoint(train_run: str) -> Iterator[str | None]:
     import pyarrow.fs
     from ray.train import Checkpoint
 
+    from vtrlab.storage import pyarrow_filesystem
+
     try:
-        filesystem, path = pyarrow.fs.FileSystem.from_uri(train_run if "://" in train_run else f"file://{train_run}")
+        filesystem, path = pyarrow_filesystem(train_run)
         entries = filesystem.get_file_info(pyarrow.fs.FileSelector(path, allow_not_found=True))
     except (OSError, ValueError):
         entries = []
