@@ -1,13 +1,13 @@
 """Typed configuration of one training run (`TrainSpec`); sweeps (`vtrlab.sweep.spec`) build these.
 
 Defaults follow methods.md section 2.6 (the MV-Adapter recipe); benchmark-dependent values (frames, words)
-default to the dataset card's.
+default to the dataset card's, and a method's knobs to its authors' setting for the benchmark.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -16,6 +16,8 @@ from vtrlab.errors import ConfigError
 
 PositiveInt = Annotated[int, Field(gt=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
+OptimizerName = Literal["adamw", "bertadam"]  # the training recipes of methods.md section 2.6
+ClipMode = Literal["global", "per-tensor", "global-then-per-tensor"]
 
 
 class StrictModel(BaseModel):
@@ -32,6 +34,9 @@ class TrainSpec(StrictModel):
     knobs: dict[str, Any] = Field(default_factory=dict)
     backbone: str = "vtr-tiny"
     weights: str | None = None
+    quick_gelu: bool | None = Field(
+        None, description="QuickGELU MLPs (OpenAI CLIP in a weights file needs true); a pretrained tag decides itself"
+    )
     data: str = Field(description="URL of the built dataset (local path, file:// or s3://)")
     train_split: str = "train"
     eval_split: str | None = None
@@ -46,6 +51,10 @@ class TrainSpec(StrictModel):
     weight_decay: Annotated[float, Field(ge=0)] = 0.2
     warmup_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.1
     max_grad_norm: PositiveFloat | None = 1.0
+    optimizer: OptimizerName = Field("adamw", description="the training recipe (methods.md section 2.6)")
+    grad_clip: ClipMode | None = Field(
+        None, description="clip gradients over their global norm and/or per tensor; default: the recipe's"
+    )
     seed: int = 0
     loader_workers: Annotated[int, Field(ge=0)] = 0
     workers: PositiveInt = 1
@@ -66,7 +75,7 @@ class TrainSpec(StrictModel):
 
         card = load_card(self.benchmark)
         num_frames, max_words = self.num_frames or card.num_frames, self.max_words or card.max_words
-        knobs = _sized_knobs(self.method, dict(self.knobs), {"max_frames": num_frames, "max_words": max_words})
+        knobs = resolve_knobs(self.method, self.benchmark, self.knobs, num_frames, max_words)
         parse_knobs(self.method, knobs, source=f"{self.method} knobs")
         return self.model_copy(
             update={
@@ -76,6 +85,27 @@ class TrainSpec(StrictModel):
                 "knobs": knobs,
             }
         )
+
+
+def resolve_knobs(
+    method: str,
+    benchmark: str,
+    knobs: dict[str, Any] | None = None,
+    num_frames: int | None = None,
+    max_words: int | None = None,
+) -> dict[str, Any]:
+    """`knobs` completed for a run on `benchmark`: every knob they leave unset takes the value the method's
+    authors used on that benchmark (`vtrlab.model.methods.benchmark_knobs`), and position tables are sized
+    for the clips' frames and the captions' words (default: the benchmark card's)."""
+    from vtrlab.model.methods import benchmark_knobs
+
+    if num_frames is None or max_words is None:
+        from vtrlab.data.card import load_card
+
+        card = load_card(benchmark)
+        num_frames, max_words = num_frames or card.num_frames, max_words or card.max_words
+    merged = {**benchmark_knobs(method, benchmark), **dict(knobs or {})}
+    return _sized_knobs(method, merged, {"max_frames": num_frames, "max_words": max_words})
 
 
 def _sized_knobs(method: str, knobs: dict[str, Any], needed: dict[str, int]) -> dict[str, Any]:

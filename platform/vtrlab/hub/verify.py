@@ -5,30 +5,31 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from vtrlab.errors import ArtifactError, ConfigError
 
 if TYPE_CHECKING:
     from torch import nn
 
+    from vtrlab.model.adapter_config import AdapterConfig
     from vtrlab.model.backbone import BackboneInfo
 
 
 def verify_backbone(
-    config: dict[str, Any], weights: str | os.PathLike | None = None, origin: str = "adapter"
+    config: AdapterConfig, weights: str | os.PathLike | None = None, origin: str = "adapter"
 ) -> tuple[nn.Module, BackboneInfo]:
-    """Load the backbone the config records, with `weights` (default: the recorded weights), and check its
-    fingerprint against the recorded one; returns the loaded backbone for reuse."""
+    """Load the backbone the config records, with `weights` (default: the recorded weights) and the recorded
+    MLP activation, and check its fingerprint against the recorded one; returns the loaded backbone."""
     from vtrlab.logs import quiet_root_logger
     from vtrlab.model.backbone import load_backbone
 
-    recorded = config["backbone"]
-    name, expected = recorded.get("name"), recorded["fingerprint"]
-    chosen = str(weights) if weights is not None else recorded.get("weights")
+    recorded = config.backbone
+    name, expected = recorded.name, recorded.fingerprint
+    chosen = str(weights) if weights is not None else recorded.weights
     try:
         with quiet_root_logger(logging.ERROR):
-            clip, info = load_backbone(name, chosen)
+            clip, info = load_backbone(name, chosen, quick_gelu=recorded.quick_gelu)
     except ConfigError as err:
         if weights is not None:
             raise
@@ -39,6 +40,6 @@ def verify_backbone(
     if info.fingerprint != expected:
         raise ArtifactError(
             f"{origin}: trained on backbone {name!r} with weights fingerprint {expected}, but weights {chosen!r} "
-            f"have fingerprint {info.fingerprint}; pass the weights it was trained on ({recorded.get('weights')!r})"
+            f"have fingerprint {info.fingerprint}; pass the weights it was trained on ({recorded.weights!r})"
         )
     return clip, info

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vtrlab.errors import ConfigError, InputError
+from vtrlab.model.adapter_config import EvaluationSettings
 from vtrlab.model.backbone import BackboneInfo
 from vtrlab.model.context import AdapterContext
 
@@ -58,6 +59,7 @@ class VideoTextDualEncoder(nn.Module):
         self.cmt: nn.Module | None = None  # MV-Adapter's cross-modality tying, when enabled
         self.method = "zero-shot"
         self.knobs: dict[str, Any] = {}
+        self.evaluation: EvaluationSettings | None = None  # what a loaded artifact was evaluated with
         self._check_supported()
         mean = getattr(clip.visual, "image_mean", None) or (0.48145466, 0.4578275, 0.40821073)
         std = getattr(clip.visual, "image_std", None) or (0.26862954, 0.26130258, 0.27577711)
