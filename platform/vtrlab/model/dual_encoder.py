@@ -19,11 +19,20 @@ from vtrlab.model.context import AdapterContext
 MAX_LOGIT_SCALE = math.log(100.0)  # CLIP clamps its learned temperature at 0.01
 
 
-def masked_mean_pool(frame_emb: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
-    """meanP: L2-normalise each frame, average over the valid frames, L2-normalise again ([B, F, D] -> [B, D])."""
+def masked_mean_pool(
+    frame_emb: torch.Tensor, frame_mask: torch.Tensor, frame_weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """meanP: L2-normalise each frame, average over the valid frames, L2-normalise again ([B, F, D] -> [B, D]).
+
+    `frame_weights` [B, F] (non-negative) make it a weighted mean: after the per-frame normalisation, a
+    frame's weight is the only way a per-frame scalar can still change the video embedding.
+    """
     frames = F.normalize(frame_emb.float(), dim=-1)
-    weights = frame_mask.to(frames.dtype).unsqueeze(-1)
-    video = (frames * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+    weights = frame_mask.to(frames.dtype)
+    if frame_weights is not None:
+        weights = weights * frame_weights.to(frames.dtype)
+    weights = weights.unsqueeze(-1)
+    video = (frames * weights).sum(1) / weights.sum(1).clamp(min=1e-12)
     return F.normalize(video, dim=-1)
 
 
