@@ -220,6 +220,20 @@ class VideoTextDualEncoder(nn.Module):
             raise InputError(f"method {self.method!r} selects patches by the query text: pass text_emb to encode_video")
         return self.video_head(frame_emb, frame_mask, patch_emb=patch_emb, text_emb=text_emb).float()
 
+    def score_video_features(
+        self,
+        text_emb: torch.Tensor,
+        frame_emb: torch.Tensor,
+        frame_mask: torch.Tensor,
+        patch_emb: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Similarities [T, B] of texts [T, D] to videos given as cached frame features (`frame_features`): a
+        text-conditioned head scores every pair in blocks of bounded memory (methods.md section 3.3)."""
+        text_similarity = getattr(self.video_head, "text_similarity", None)
+        if self.video_head.text_conditioned and text_similarity is not None:
+            return text_similarity(frame_emb, frame_mask, patch_emb, text_emb)
+        return self.similarity(text_emb, self.pool_video(frame_emb, frame_mask, patch_emb, text_emb))
+
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
         """Text embeddings [N, D] (L2-normalised): the projected EOT token of open_clip's text tower.
 

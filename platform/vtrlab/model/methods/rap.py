@@ -126,16 +126,20 @@ class AsynchronousSelfAttention(nn.Module):
         for v0 in range(0, batch, video_step):
             videos = slice(v0, v0 + video_step)
             keys, values = self._keys_values(patch_emb[videos], position[videos])
-            queries = self._queries(frame_emb[videos])  # [b, h, F, dh]
             keys, values = self._split_heads(keys.flatten(1, 2)), self._split_heads(values.flatten(1, 2))
-            logits = queries @ keys.transpose(-1, -2) / math.sqrt(queries.shape[-1])  # [b, h, F, F*P]
+            queries = self._queries(frame_emb[videos])  # [b, h, F, dh]; keys, values [b, h, F*P, dh]
             for t0 in range(0, len(text_emb), text_step):
                 texts = slice(t0, t0 + text_step)
-                scores = torch.einsum("bfpd,td->tbfp", patch_emb[videos], text_emb[texts]) / norms[videos]
-                keep = torch.zeros_like(scores, dtype=torch.bool).scatter_(-1, scores.topk(self.keep, -1).indices, True)
-                keep = keep & frame_mask[videos, :, None]  # patches of padded frames are never attended to
-                masked = logits.masked_fill(~keep.flatten(2)[:, :, None, None, :], float("-inf"))
-                attended = self._merge_heads(masked.softmax(dim=-1) @ values)  # [t, b, F, width]
+                scores = torch.einsum("bfpd,td->btfp", patch_emb[videos], text_emb[texts]) / norms[videos, None]
+                top = scores.topk(self.keep, dim=-1).indices
+                keep = torch.zeros_like(scores, dtype=torch.bool).scatter_(-1, top, True)
+                keep = (keep & frame_mask[videos, None, :, None]).flatten(2)  # [b, t, F*P]; padded frames never
+                pairs = keep.shape[1]
+                # every (text, frame) query row of a video attends to that video's keys, masked to the text's choice
+                mask = keep[:, None, :, None, :].expand(-1, -1, -1, frames, -1).flatten(2, 3)  # [b, 1, t*F, F*P]
+                rows = queries[:, :, None].expand(-1, -1, pairs, -1, -1).flatten(2, 3)  # [b, h, t*F, dh]
+                attended = F.scaled_dot_product_attention(rows, keys, values, attn_mask=mask)
+                attended = attended.unflatten(2, (pairs, frames)).permute(2, 0, 3, 1, 4).flatten(-2)  # [t, b, F, w]
                 yield texts, videos, frame_emb[videos] + self.up(attended)
 
 
@@ -191,21 +195,42 @@ class RapVideoHead(AdapterModule):
         patch_emb: torch.Tensor | None = None,
         text_emb: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        if frame_emb.shape[1] > self.max_frames:
-            raise ConfigError(f"RAP built for max_frames={self.max_frames} got {frame_emb.shape[1]} frames")
+        """Video embeddings [B, D]; text-conditioned: one per (text, video) pair, [T, B, D]."""
+        self._check_frames(frame_emb)
         if self.asa is None:  # nothing depends on the text: one embedding per video
             return self._modulate_and_pool(frame_emb, frame_mask)
         if not self.text_conditioned:
             scores = torch.einsum("bfpd,bfd->bfp", F.normalize(patch_emb, dim=-1), F.normalize(frame_emb, dim=-1))
             return self._modulate_and_pool(self.asa(frame_emb, patch_emb, frame_mask, scores), frame_mask)
-        # one video embedding per (text, video) pair: [T, B, D], in blocks of at most PAIR_CHUNK pairs
         pooled = frame_emb.new_empty(len(text_emb), len(frame_emb), frame_emb.shape[-1], dtype=torch.float32)
-        for texts, videos, refined in self.asa.per_text(frame_emb, patch_emb, frame_mask, text_emb):
-            mask = frame_mask[videos].expand(refined.shape[0], -1, -1)
-            pooled[texts, videos] = self._modulate_and_pool(refined.flatten(0, 1), mask.flatten(0, 1)).view(
-                refined.shape[0], refined.shape[1], -1
-            )
+        for texts, videos, block in self._pooled_blocks(frame_emb, frame_mask, patch_emb, text_emb):
+            pooled[texts, videos] = block
         return pooled
+
+    def text_similarity(
+        self, frame_emb: torch.Tensor, frame_mask: torch.Tensor, patch_emb: torch.Tensor | None, text_emb: torch.Tensor
+    ) -> torch.Tensor:
+        """Cosine similarities [T, B] of texts to videos, each video pooled for each text, in blocks of at most
+        `PAIR_CHUNK` pairs: memory does not grow with T x B beyond the [T, B] result."""
+        self._check_frames(frame_emb)
+        if self.asa is None:
+            return text_emb.float() @ self._modulate_and_pool(frame_emb, frame_mask).T
+        scores = text_emb.new_empty(len(text_emb), len(frame_emb), dtype=torch.float32)
+        for texts, videos, block in self._pooled_blocks(frame_emb, frame_mask, patch_emb, text_emb):
+            scores[texts, videos] = torch.einsum("td,tbd->tb", text_emb[texts].float(), block)
+        return scores
+
+    def _check_frames(self, frame_emb: torch.Tensor) -> None:
+        if frame_emb.shape[1] > self.max_frames:
+            raise ConfigError(f"RAP built for max_frames={self.max_frames} got {frame_emb.shape[1]} frames")
+
+    def _pooled_blocks(
+        self, frame_emb: torch.Tensor, frame_mask: torch.Tensor, patch_emb: torch.Tensor, text_emb: torch.Tensor
+    ) -> Iterator[tuple[slice, slice, torch.Tensor]]:
+        for texts, videos, refined in self.asa.per_text(frame_emb, patch_emb, frame_mask, text_emb):
+            count, width = refined.shape[0], refined.shape[1]
+            mask = frame_mask[videos].expand(count, -1, -1).flatten(0, 1)
+            yield texts, videos, self._modulate_and_pool(refined.flatten(0, 1), mask).view(count, width, -1)
 
 
 @register_method(
