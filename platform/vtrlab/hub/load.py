@@ -56,11 +56,11 @@ def load_pulled(
     directory = cache_dir(version.name, str(version.version))
     pulled = _reusable(directory, version)
     if pulled is not None:
-        origin = f"{version.name} version {version.version} ({directory})"
-        clip, info = verify_backbone(read_adapter_config(directory), weights, origin)
+        config = read_adapter_config(directory)
+        clip, info = verify_backbone(config, weights, f"{version.name} version {version.version} ({directory})")
     else:
         pulled, (clip, info) = pull_version(client, uri, version, directory, weights)
-    config = read_adapter_config(directory)
+        config = read_adapter_config(directory)
     encoder = create_model(config.method, info.name, knobs=config.knobs, clip=clip, backbone_info=info)
     load_adapter_into(encoder, directory)  # checks the checksum, backbone, method, knobs and tensors once more
     return encoder.to(device).eval(), pulled
