@@ -156,3 +156,10 @@ def test_an_unknown_method_in_the_config_names_the_file(saved: Path):
     rewrite(saved, lambda c: c.update(method="adapterx"))
     with pytest.raises(ArtifactError, match=r"adapter_config\.json: cannot build what it records: unknown method"):
         load_adapter(saved)
+
+
+def test_a_huge_recorded_backbone_name_gives_a_bounded_message(saved: Path):
+    rewrite(saved, lambda c: c["backbone"].update(name="ViT-" + "x" * 1_000_000))
+    with pytest.raises(ArtifactError, match=r"cannot build what it records: unknown backbone") as caught:
+        load_adapter(saved)
+    assert len(str(caught.value)) < 1500 and "\n" not in str(caught.value)

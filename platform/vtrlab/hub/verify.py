@@ -22,6 +22,7 @@ def verify_backbone(
     """Load the backbone the config records, with `weights` (default: the recorded weights) and the recorded
     MLP activation, and check its fingerprint against the recorded one; returns the loaded backbone."""
     from vtrlab.logs import quiet_root_logger
+    from vtrlab.model.adapter_config import cut, shorten
     from vtrlab.model.backbone import load_backbone
 
     recorded = config.backbone
@@ -34,12 +35,13 @@ def verify_backbone(
         if weights is not None:
             raise
         raise ConfigError(
-            f"{origin}: cannot load the backbone it records ({name!r} with weights {chosen!r}): {err}; "
-            "pass the same weights with --weights (weights=)"
+            f"{origin}: cannot load the backbone it records ({shorten(name)} with weights {shorten(chosen)}): "
+            f"{cut(str(err), 600)}; pass the same weights with --weights (weights=)"
         ) from err
     if info.fingerprint != expected:
         raise ArtifactError(
-            f"{origin}: trained on backbone {name!r} with weights fingerprint {expected}, but weights {chosen!r} "
-            f"have fingerprint {info.fingerprint}; pass the weights it was trained on ({recorded.weights!r})"
+            f"{origin}: trained on backbone {shorten(name)} with weights fingerprint {expected}, but weights "
+            f"{shorten(chosen)} have fingerprint {info.fingerprint}; pass the weights it was trained on "
+            f"({shorten(recorded.weights)})"
         )
     return clip, info

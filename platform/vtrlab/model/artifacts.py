@@ -28,6 +28,7 @@ from vtrlab.model.adapter_config import (
     WEIGHTS_NAME,
     AdapterConfig,
     EvaluationSettings,
+    cut,
     evaluation_settings,
     read_adapter_config,
     shorten,
@@ -122,8 +123,8 @@ def check_backbone(encoder: VideoTextDualEncoder, config: AdapterConfig) -> None
     source = config.source
     if actual.fingerprint != recorded.fingerprint:
         raise ArtifactError(
-            f"{source}: adapter was trained on backbone {recorded.name!r} with weights fingerprint "
-            f"{recorded.fingerprint} (key backbone.fingerprint), but this backbone ({actual.name!r}, "
+            f"{source}: adapter was trained on backbone {shorten(recorded.name)} with weights fingerprint "
+            f"{recorded.fingerprint} (key backbone.fingerprint), but this backbone ({shorten(actual.name)}, "
             f"{shorten(actual.weights)}) has {actual.fingerprint}"
         )
     if actual.activation != recorded.activation:
@@ -204,5 +205,5 @@ def load_adapter(
             quick_gelu=recorded.quick_gelu,
         )
     except ConfigError as err:
-        raise ArtifactError(f"{config.source}: cannot build what it records: {err}") from err
+        raise ArtifactError(f"{config.source}: cannot build what it records: {cut(str(err), 600)}") from err
     return load_adapter_into(encoder, directory)
