@@ -34,6 +34,15 @@ def test_model_params_json_for_mv_adapter_on_vit_b16():
     assert 2.3 < counts["trainable_pct"] < 2.5
 
 
+def test_model_params_counts_a_benchmarks_setting():
+    args = ["model", "params", "--method", "mv-adapter", "--backbone", "ViT-B-16", "--benchmark", "msrvtt", "--json"]
+    result = vtrlab(*args)
+    assert result.returncode == 0, result.stderr
+    counts = json.loads(result.stdout)
+    assert counts["knobs"]["cmt_mode"] == "down-out" and counts["benchmark"] == "msrvtt"
+    assert counts["trainable"] == 3_496_704 and round(counts["trainable_pct"], 2) == 2.34  # not the paper's 2.39
+
+
 def test_model_params_accepts_knob_overrides():
     result = vtrlab(
         "model",
@@ -62,6 +71,8 @@ def test_model_params_accepts_knob_overrides():
         (["--method", "lora", "--set", "rank=500"], "rank=500 is larger"),
         (["--method", "nope"], "unknown method 'nope'"),
         (["--method", "lora", "--set", "rank"], "expected key=value"),
+        (["--method", "mv-adapter", "--set", "cmt_init=zeros"], "cmt_init='zeros': Input should be 'authors' or"),
+        (["--method", "mv-adapter", "--benchmark", "kinetics"], "kinetics"),
     ],
 )
 def test_bad_knobs_exit_2_with_one_line(args, message):

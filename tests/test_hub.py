@@ -82,7 +82,7 @@ def index(workflow):
         env.setenv("MLFLOW_TRACKING_URI", workflow["tracking_uri"])
         env.setenv("VTRLAB_HOME", str(workflow["home"]))
         encoder, pulled = load_pulled(f"{workflow['model']}@champion")
-    settings = retrieval_settings(pulled, workflow["data"])
+    settings = retrieval_settings(pulled)
     return {
         "pulled": pulled,
         "settings": settings,
@@ -100,10 +100,10 @@ def test_pull_by_alias_then_by_version_replaces_cleanly(workflow, champion, tmp_
     assert sorted(p.name for p in out.iterdir()) == sorted([CONFIG_NAME, WEIGHTS_NAME, "registry.json"])
     config = read_adapter_config(out)
     checksum = file_sha256(out / WEIGHTS_NAME)
-    assert checksum == config["weights_sha256"]
+    assert checksum == config.weights_sha256
     stdout = flat(result.stdout)
     assert f"{checksum} verified" in stdout
-    assert f"fingerprint {config['backbone']['fingerprint']} verified" in stdout
+    assert f"fingerprint {config.backbone.fingerprint} verified" in stdout
     assert f"vtrlab.load('{workflow['model']}@champion')" in stdout
     record = json.loads((out / "registry.json").read_text())
     assert (record["model"], record["version"], record["run_id"]) == (
@@ -155,7 +155,7 @@ def test_pull_refuses_a_tampered_artifact(workflow, champion, tmp_path):
     bad = client.create_model_version(workflow["model"], f"runs:/{run.info.run_id}/adapter", run.info.run_id)
 
     out = tmp_path / "pulled"
-    expected = read_adapter_config(good.path)["weights_sha256"]
+    expected = read_adapter_config(good.path).weights_sha256
     message = rf"version {bad.version} \(runs:/{run.info.run_id}/adapter\): {WEIGHTS_NAME} has sha256:\w+, but "
     with pytest.raises(ArtifactError, match=message + rf"{CONFIG_NAME} records {expected} \(checksum mismatch"):
         pull(f"{workflow['model']}/{bad.version}", out, tracking_uri=uri)
@@ -194,6 +194,8 @@ def test_load_champion_reproduces_its_recorded_metric(in_process, champion, inde
     encoder, settings = vtrlab.load(f"{in_process['model']}@champion"), index["settings"]
     assert not encoder.training and encoder.method == index["pulled"].method
     assert (settings.num_frames, settings.max_words) == (12, 32)  # what the trial ran with (the card's)
+    assert encoder.evaluation == read_adapter_config(index["pulled"].path).evaluation  # the artifact records them
+    assert (encoder.evaluation.benchmark, encoder.evaluation.split) == ("synthetic", "test")
     loader = make_eval_loader(
         in_process["data"],
         "test",

@@ -2,8 +2,9 @@
 sweep specs, regression suites, reference tables), and the typed configuration of one training run
 (`TrainSpec`), which is what travels to the Ray Train workers.
 
-Defaults follow the MV-Adapter recipe (docs/methods.md); benchmark-dependent values (frames, words) default
-to the dataset card's when a spec is resolved.
+Defaults follow the MV-Adapter recipe (docs/methods.md, section 2.6); benchmark-dependent values (frames,
+words) default to the dataset card's when a spec is resolved, and a method's knobs to its authors' setting
+for the benchmark.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, model_validator
@@ -21,6 +22,8 @@ from vtrlab.errors import ConfigError
 PositiveInt = Annotated[int, Field(gt=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 M = TypeVar("M", bound=BaseModel)
+OptimizerName = Literal["adamw", "bertadam"]  # the training recipes of docs/methods.md section 2.6
+ClipMode = Literal["global", "per-tensor", "global-then-per-tensor"]
 
 MAX_SHOWN = 200  # characters of a offending value an error message shows
 MAX_YAML_BYTES = 4 << 20
@@ -160,6 +163,9 @@ class TrainSpec(StrictModel):
     knobs: SerializeAsAny[BaseModel] = Field(default_factory=BaseModel)
     backbone: str = Field("vtr-tiny", description="open_clip model name, e.g. ViT-B-16")
     weights: str | None = Field(None, description="pretrained tag (e.g. openai) or weights file; none: random")
+    quick_gelu: bool | None = Field(
+        None, description="QuickGELU MLPs (OpenAI CLIP in a weights file needs true); a pretrained tag decides itself"
+    )
     data: str = Field(description="URL of the built dataset (local path, file:// or s3://)")
     train_split: str = Field("train", description="split trained on")
     eval_split: str | None = Field(None, description="split evaluated every epoch (default: the card's)")
@@ -174,6 +180,10 @@ class TrainSpec(StrictModel):
     weight_decay: Annotated[float, Field(ge=0, description="decoupled weight decay")] = 0.2
     warmup_ratio: Annotated[float, Field(ge=0, lt=1, description="share of steps warming up")] = 0.1
     max_grad_norm: PositiveFloat | None = Field(1.0, description="gradient clipping (none: off)")
+    optimizer: OptimizerName = Field("adamw", description="the training recipe: adamw or bertadam (the authors')")
+    grad_clip: ClipMode | None = Field(
+        None, description="clip gradients over their global norm and/or per tensor; default: the recipe's"
+    )
     seed: int = Field(0, description="random seed")
     loader_workers: Annotated[int, Field(ge=0, description="DataLoader workers per rank")] = 0
     workers: PositiveInt = Field(1, description="Ray Train workers (DDP ranks)")
@@ -200,13 +210,13 @@ class TrainSpec(StrictModel):
         return self.knobs.model_dump()
 
     def resolved(self) -> TrainSpec:
-        """A copy with frames, words and the eval split filled from the dataset card, and the method's
-        position tables sized for them."""
+        """A copy with frames, words and the eval split filled from the dataset card, the knobs it leaves
+        unset at the authors' setting for the benchmark, and the method's position tables sized."""
         from vtrlab.data.card import load_card
 
         card = load_card(self.benchmark)
         num_frames, max_words = self.num_frames or card.num_frames, self.max_words or card.max_words
-        knobs = _sized_knobs(self.method, self.knobs, {"max_frames": num_frames, "max_words": max_words})
+        knobs = resolve_knobs(self.method, self.benchmark, self.knobs, num_frames, max_words)
         return TrainSpec.model_validate(
             {
                 **dict(self),
@@ -221,17 +231,33 @@ class TrainSpec(StrictModel):
 TRAIN_FIELDS: frozenset[str] = frozenset(TrainSpec.model_fields) - {"benchmark", "method", "knobs", "data"}
 
 
-def _sized_knobs(method: str, knobs: BaseModel, needed: dict[str, int]) -> dict[str, Any]:
-    """Size a method's position tables (`max_frames`, `max_words` knobs) for the benchmark's clips and
-    captions when the knobs leave them unset (DiDeMo and ActivityNet use 32 frames and 64 words; the
-    paper's MV-Adapter is sized per benchmark this way); refuse explicit sizes that are too small."""
-    values = knobs.model_dump()
-    explicit = knobs.model_fields_set
-    for knob, size in needed.items():
-        if knob not in values:
+def resolve_knobs(
+    method: str,
+    benchmark: str,
+    knobs: BaseModel | dict[str, Any] | None = None,
+    num_frames: int | None = None,
+    max_words: int | None = None,
+) -> dict[str, Any]:
+    """`knobs` completed for a run on `benchmark`: every knob they leave unset takes the value the method's
+    authors used on that benchmark (`vtrlab.model.methods.benchmark_knobs`), and position tables are sized
+    for the clips' frames and the captions' words (default: the benchmark card's)."""
+    from vtrlab.model.methods import benchmark_knobs
+
+    if num_frames is None or max_words is None:
+        from vtrlab.data.card import load_card
+
+        card = load_card(benchmark)
+        num_frames, max_words = num_frames or card.num_frames, max_words or card.max_words
+    typed = _typed_knobs(method, knobs)
+    explicit = {name: value for name, value in typed.model_dump().items() if name in typed.model_fields_set}
+    merged = {**benchmark_knobs(method, benchmark), **explicit}
+    values = {**typed.model_dump(), **merged}
+    defaults = type(typed).model_fields
+    for knob, size in {"max_frames": num_frames, "max_words": max_words}.items():
+        if knob not in defaults:
             continue
-        if knob not in explicit:
-            values[knob] = max(size, type(knobs).model_fields[knob].default)
+        if knob not in merged:
+            values[knob] = max(size, defaults[knob].default)
         elif int(values[knob]) < size:
             raise ConfigError(f"{method} knob {knob}={values[knob]} is smaller than the {size} the data yields")
     return values

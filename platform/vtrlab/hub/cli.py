@@ -76,7 +76,7 @@ def search_command(
         raise ConfigError("vtrlab search: --query is empty; pass words to search for, e.g. --query 'a red square'")
     ref = parse_reference(model)
     encoder, pulled = load_pulled(ref, weights, device=device)
-    settings = retrieval_settings(pulled, shards)
+    settings = retrieval_settings(pulled)
     index = RetrievalIndex.build(encoder, shards, split, settings=settings, device=device, texts=video is not None)
     hits = index.text_to_videos(query, k) if query is not None else index.video_to_texts(video, k)
     if json_output:

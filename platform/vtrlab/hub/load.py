@@ -44,7 +44,10 @@ def load_pulled(
     tracking_uri: str | None = None,
     device: str | torch.device = "cpu",
 ) -> tuple[VideoTextDualEncoder, PulledAdapter]:
-    """`load`, also returning what the pull recorded (version, aliases, metrics, the run's parameters)."""
+    """`load`, also returning what the pull recorded (version, aliases, metrics, the run's parameters).
+
+    The model is built from the artifact's own config (method, knobs, backbone and its activation), and
+    carries the artifact's evaluation settings as `encoder.evaluation` (`vtrlab.model.artifacts`)."""
     from vtrlab.model.artifacts import load_adapter_into, read_adapter_config
     from vtrlab.model.factory import create_model
 
@@ -54,12 +57,13 @@ def load_pulled(
     with cache_lock(directory):  # concurrent first loads: one pulls, the others then reuse its copy
         pulled = _reusable(directory, version)
         if pulled is not None:
-            origin = f"{version.model} version {version.version} ({directory})"
-            clip, info = verify_backbone(read_adapter_config(directory), weights, origin)
+            config = read_adapter_config(directory)
+            clip, info = verify_backbone(config, weights, f"{version.model} version {version.version} ({directory})")
         else:
             pulled, (clip, info) = pull_version(tracker, version, directory, weights)
-        encoder = create_model(pulled.method, info.name, knobs=pulled.knobs, clip=clip, backbone_info=info)
-        load_adapter_into(encoder, directory)  # checks the checksum, method, knobs and tensor shapes once more
+            config = read_adapter_config(directory)
+        encoder = create_model(config.method, info.name, knobs=config.knobs, clip=clip, backbone_info=info)
+        load_adapter_into(encoder, directory)  # checks the checksum, backbone, method, knobs and tensors once more
     return encoder.to(device).eval(), pulled
 
 

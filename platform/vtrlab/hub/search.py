@@ -13,6 +13,7 @@ import torch
 
 from vtrlab.errors import ConfigError, NotFoundError
 from vtrlab.hub.pull import PulledAdapter
+from vtrlab.model.adapter_config import EvaluationSettings
 from vtrlab.model.dual_encoder import VideoTextDualEncoder
 from vtrlab.train.evaluate import SplitEmbeddings, encode_split, score_videos
 from vtrlab.train.step import autocast_for
@@ -51,34 +52,16 @@ class RetrievalSettings:
     batch_size: int
 
 
-def retrieval_settings(pulled: PulledAdapter, url: str) -> RetrievalSettings:
-    """What the adapter was evaluated with: the run's `num_frames`, `max_words`, `eval_batch_size` params,
-    else (as TrainSpec resolves them) its benchmark card's, else the card in the shards' manifest."""
-    params = pulled.run_params
-    frames, words = _int(params.get("num_frames")), _int(params.get("max_words"))
-    if frames is None or words is None:
-        card = _card(pulled, url)
-        frames, words = frames or int(card["num_frames"]), words or int(card["max_words"])
-    return RetrievalSettings(frames, words, _int(params.get("eval_batch_size")) or DEFAULT_EVAL_BATCH)
+def retrieval_settings(pulled: PulledAdapter) -> RetrievalSettings:
+    """What the adapter was evaluated with: frames, words and batch size its artifact records
+    (`vtrlab.model.artifacts.evaluation_settings`)."""
+    from vtrlab.model.adapter_config import evaluation_settings
+
+    return _from_evaluation(evaluation_settings(pulled.path))
 
 
-def _int(value: str | None) -> int | None:
-    try:
-        return int(value) if value not in (None, "", "None") else None
-    except ValueError:
-        return None
-
-
-def _card(pulled: PulledAdapter, url: str) -> dict:
-    from vtrlab.data import load_card
-
-    benchmark = pulled.tags.get("benchmark") or pulled.run_params.get("benchmark")
-    if benchmark:
-        try:
-            return load_card(benchmark).model_dump()
-        except ConfigError:
-            pass  # a benchmark without a bundled card: its shards carry one
-    return _manifest_card(url, f"{pulled.reference} records none")
+def _from_evaluation(evaluation: EvaluationSettings) -> RetrievalSettings:
+    return RetrievalSettings(evaluation.num_frames, evaluation.max_words, evaluation.batch_size)
 
 
 def _manifest_card(url: str, why: str) -> dict:
@@ -91,8 +74,8 @@ def _manifest_card(url: str, why: str) -> dict:
 
 
 def shard_settings(url: str) -> RetrievalSettings:
-    """The frames and words the benchmark card in the shards' manifest names (for an encoder loaded without
-    its registry record)."""
+    """The frames and words the benchmark card in the shards' manifest names (for an encoder that was not
+    loaded from an artifact, e.g. a zero-shot CLIP)."""
     card = _manifest_card(url, "no settings were given")
     return RetrievalSettings(int(card["num_frames"]), int(card["max_words"]), DEFAULT_EVAL_BATCH)
 
@@ -128,10 +111,12 @@ class RetrievalIndex:
         texts: bool = True,
     ) -> RetrievalIndex:
         """Encode every video of `split` at `url` (and, with `texts`, every caption, for video -> text);
-        `settings` default to the shards' card (`shard_settings`)."""
+        `settings` default to the ones the encoder's artifact records, else to the shards' card."""
         from vtrlab.data import make_eval_loader
 
-        settings = settings or shard_settings(url)
+        if settings is None:
+            recorded = encoder.evaluation
+            settings = _from_evaluation(recorded) if recorded is not None else shard_settings(url)
         loader = make_eval_loader(
             url, split, batch_size=settings.batch_size, num_frames=settings.num_frames, max_words=settings.max_words
         )

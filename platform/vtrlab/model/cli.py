@@ -39,6 +39,10 @@ def params_command(
     method: Annotated[str, typer.Option(help="a method from `vtrlab model list`")],
     backbone: Annotated[str, typer.Option(help="open_clip model name, e.g. ViT-B-16, or vtr-tiny")] = "ViT-B-16",
     weights: Annotated[str | None, typer.Option(help="pretrained tag or weights file (default: random)")] = None,
+    benchmark: Annotated[
+        str | None,
+        typer.Option(help="size and set knobs as a run on this benchmark does (its frames, words, authors' settings)"),
+    ] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="knob=value, repeatable")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="machine-readable")] = False,
 ) -> None:
@@ -47,13 +51,17 @@ def params_command(
     from vtrlab.model.params import count_parameters
 
     knobs = parse_assignments(set_)
+    if benchmark is not None:
+        from vtrlab.config import resolve_knobs
+
+        knobs = resolve_knobs(method, benchmark, knobs)
     encoder = create_model(method, backbone, weights, knobs=knobs)
     counts = count_parameters(encoder).to_dict()
-    payload = {"method": method, "backbone": backbone, "knobs": encoder.knobs, **counts}
+    payload = {"method": method, "backbone": backbone, "benchmark": benchmark, "knobs": encoder.knobs, **counts}
     if json_output:
         print_json(payload)
         return
-    table = Table(title=f"{method} on {backbone}")
+    table = Table(title=f"{method} on {backbone}" + (f" as run on {benchmark}" if benchmark else ""))
     table.add_column("parameters")
     table.add_column("count", justify="right")
     for key, value in counts.items():

@@ -12,17 +12,27 @@ import torch.nn.functional as F
 from torch import nn
 
 from vtrlab.errors import ConfigError, InputError
+from vtrlab.model.adapter_config import EvaluationSettings
 from vtrlab.model.backbone import BackboneInfo
 from vtrlab.model.context import AdapterContext
 
 MAX_LOGIT_SCALE = math.log(100.0)  # CLIP clamps its learned temperature at 0.01
 
 
-def masked_mean_pool(frame_emb: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
-    """meanP: L2-normalise each frame, average over the valid frames, L2-normalise again ([B, F, D] -> [B, D])."""
+def masked_mean_pool(
+    frame_emb: torch.Tensor, frame_mask: torch.Tensor, frame_weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """meanP: L2-normalise each frame, average over the valid frames, L2-normalise again ([B, F, D] -> [B, D]).
+
+    `frame_weights` [B, F] (non-negative) make it a weighted mean: after the per-frame normalisation, a
+    frame's weight is the only way a per-frame scalar can still change the video embedding.
+    """
     frames = F.normalize(frame_emb.float(), dim=-1)
-    weights = frame_mask.to(frames.dtype).unsqueeze(-1)
-    video = (frames * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+    weights = frame_mask.to(frames.dtype)
+    if frame_weights is not None:
+        weights = weights * frame_weights.to(frames.dtype)
+    weights = weights.unsqueeze(-1)
+    video = (frames * weights).sum(1) / weights.sum(1).clamp(min=1e-12)
     return F.normalize(video, dim=-1)
 
 
@@ -58,6 +68,7 @@ class VideoTextDualEncoder(nn.Module):
         self.cmt: nn.Module | None = None  # MV-Adapter's cross-modality tying, when enabled
         self.method = "zero-shot"
         self.knobs: dict[str, Any] = {}
+        self.evaluation: EvaluationSettings | None = None  # what a loaded artifact was evaluated with
         self._check_supported()
         mean = getattr(clip.visual, "image_mean", None) or (0.48145466, 0.4578275, 0.40821073)
         std = getattr(clip.visual, "image_std", None) or (0.26862954, 0.26130258, 0.27577711)
@@ -208,6 +219,20 @@ class VideoTextDualEncoder(nn.Module):
         if self.video_head.text_conditioned and text_emb is None:
             raise InputError(f"method {self.method!r} selects patches by the query text: pass text_emb to encode_video")
         return self.video_head(frame_emb, frame_mask, patch_emb=patch_emb, text_emb=text_emb).float()
+
+    def score_video_features(
+        self,
+        text_emb: torch.Tensor,
+        frame_emb: torch.Tensor,
+        frame_mask: torch.Tensor,
+        patch_emb: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Similarities [T, B] of texts [T, D] to videos given as cached frame features (`frame_features`): a
+        text-conditioned head scores every pair in blocks of bounded memory (methods.md section 3.3)."""
+        text_similarity = getattr(self.video_head, "text_similarity", None)
+        if self.video_head.text_conditioned and text_similarity is not None:
+            return text_similarity(frame_emb, frame_mask, patch_emb, text_emb)
+        return self.similarity(text_emb, self.pool_video(frame_emb, frame_mask, patch_emb, text_emb))
 
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
         """Text embeddings [N, D] (L2-normalised): the projected EOT token of open_clip's text tower.

@@ -43,8 +43,10 @@ def create_model(
     knobs: Mapping[str, Any] | None = None,
     clip: nn.Module | None = None,
     backbone_info: BackboneInfo | None = None,
+    quick_gelu: bool | None = None,
 ) -> VideoTextDualEncoder:
-    """Build the video-text dual encoder for `method` on open_clip `backbone` loaded with `weights`.
+    """Build the video-text dual encoder for `method` on open_clip `backbone` loaded with `weights` (and
+    `quick_gelu`, see `vtrlab.model.backbone`).
 
     Knobs are validated first, so a typo fails before a large backbone is loaded. Pass `clip` and
     `backbone_info` to reuse a backbone already in memory (it is used as is, not copied).
@@ -53,7 +55,7 @@ def create_model(
     parse_knobs(method, knobs)
     if clip is None:
         with quiet_root_logger(logging.ERROR):  # open_clip warns on random init; the artifact records it
-            clip, backbone_info = load_backbone(backbone, weights)
+            clip, backbone_info = load_backbone(backbone, weights, quick_gelu=quick_gelu)
     assert backbone_info is not None, "pass backbone_info with clip"
     encoder = VideoTextDualEncoder(clip, backbone_info)
     return apply_method(encoder, method, knobs)

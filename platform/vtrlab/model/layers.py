@@ -36,6 +36,17 @@ class TinyTransformer(nn.Module):
         self.heads = heads
         self.block = ResidualAttentionBlock(width, heads, mlp_ratio, act_layer=QuickGELU)
 
+    @torch.no_grad()
+    def init_from_tower(self, tower_width: int) -> None:
+        """The MV-Adapter authors' initialisation (methods.md section 2.6): standard deviations from the width
+        d of the tower the adapter sits in, not from the TRM's own width. Attention in-projection N(0, d^-0.5);
+        attention out-projection, MLP fc and MLP proj N(0, (2d)^-0.5); biases and norms keep their defaults."""
+        attn_std, proj_std = tower_width**-0.5, (2 * tower_width) ** -0.5
+        nn.init.normal_(self.block.attn.in_proj_weight, std=attn_std)
+        nn.init.normal_(self.block.attn.out_proj.weight, std=proj_std)
+        nn.init.normal_(self.block.mlp.c_fc.weight, std=proj_std)
+        nn.init.normal_(self.block.mlp.c_proj.weight, std=proj_std)
+
     def forward(
         self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None, causal: bool = False
     ) -> torch.Tensor:

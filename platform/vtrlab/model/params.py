@@ -11,8 +11,9 @@ from vtrlab.model.dual_encoder import VideoTextDualEncoder
 
 @dataclass(frozen=True)
 class ParamCount:
-    """`trainable_pct` is relative to the backbone (CLIP) alone, the papers' convention (2.39% for
-    MV-Adapter on ViT-B/16); `total` counts backbone plus method modules."""
+    """`trainable_pct` is relative to the backbone (CLIP) alone, the papers' convention (methods.md section
+    2.7: 2.34% to 2.42% for MV-Adapter's per-benchmark settings on ViT-B/16); `total` counts backbone plus
+    method modules."""
 
     total: int
     backbone_params: int

@@ -11,7 +11,7 @@ from vtrlab.regress.suite import Suite
 
 @dataclass(frozen=True)
 class EvalPlan:
-    """How one champion is evaluated: the pinned registry version and the eval settings of its training run."""
+    """How one champion is evaluated: the pinned registry version and the eval settings its artifact records."""
 
     benchmark: str
     reference: str  # MODEL/VERSION: the version found before anything ran, even if the alias moves meanwhile
@@ -22,21 +22,49 @@ class EvalPlan:
     max_words: int
 
 
-def eval_plan(suite: Suite, benchmark: str, version, run_params: dict[str, str]) -> EvalPlan:
-    """The champion's eval split, frames, words and eval batch size as its training run recorded them (so
-    the evaluation repeats the one behind the recorded metric), else the benchmark card's defaults."""
-    from vtrlab.data.card import load_card
+def eval_plan(suite: Suite, benchmark: str, version, tracking_uri: str) -> EvalPlan:
+    """The champion's eval split, frames, words and batch size as its artifact records them
+    (`vtrlab.model.artifacts.evaluation_settings`), so the evaluation repeats the one behind its metric."""
+    from vtrlab.errors import ArtifactError
+    from vtrlab.model.adapter_config import evaluation_settings
 
-    card = load_card(benchmark)
+    settings = evaluation_settings(recorded_config(version, tracking_uri))
+    if settings.benchmark != benchmark:
+        raise ArtifactError(
+            f"{version.model} version {version.version}: its artifact was evaluated on benchmark "
+            f"{settings.benchmark!r} (key evaluation.benchmark), but it is the champion of {benchmark!r}"
+        )
     return EvalPlan(
         benchmark=benchmark,
         reference=version.reference,
         data=suite.data_url(benchmark),
-        split=run_params.get("eval_split") or card.eval_split,
-        batch_size=int(run_params.get("eval_batch_size") or suite.train.get("eval_batch_size", 64)),
-        num_frames=int(run_params.get("num_frames") or card.num_frames),
-        max_words=int(run_params.get("max_words") or card.max_words),
+        split=settings.split,
+        batch_size=settings.batch_size,
+        num_frames=settings.num_frames,
+        max_words=settings.max_words,
     )
+
+
+def recorded_config(version, tracking_uri: str):
+    """The validated `adapter_config.json` of a registered version (a plain adapter artifact or vtrlab's
+    logged model around one)."""
+    import tempfile
+
+    from vtrlab.errors import ArtifactError
+    from vtrlab.hub.pull import adapter_dir
+    from vtrlab.model.adapter_config import CONFIG_NAME, cut, parse_adapter_config
+    from vtrlab.tracking.client import Tracker
+
+    origin = f"{version.model} version {version.version} ({version.source})"
+    with tempfile.TemporaryDirectory() as directory:
+        try:
+            local = adapter_dir(Tracker(tracking_uri).download_uri(version.source, directory), origin)
+            text = (local / CONFIG_NAME).read_bytes()
+        except (OSError, ArtifactError) as err:
+            raise ArtifactError(f"{origin}: cannot read the adapter config ({cut(str(err))})") from err
+        except Exception as err:  # the store's own download errors
+            raise ArtifactError(f"{origin}: cannot read the adapter config ({cut(str(err))})") from err
+    return parse_adapter_config(text, origin)
 
 
 def evaluate_champion(plan: EvalPlan, weights: str | None, tracking_uri: str, use_gpu: bool) -> dict[str, float]:

@@ -222,10 +222,7 @@ class RegressionRunner:
         from vtrlab.regress.champions import eval_plan, evaluate_all
 
         suite = self.suite
-        plans = [
-            eval_plan(suite, benchmark, version, tracker.run(version.run_id).params if version.run_id else {})
-            for benchmark, version in champions.items()
-        ]
+        plans = [eval_plan(suite, benchmark, version, uri) for benchmark, version in champions.items()]
         fingerprints = {  # the same champion version with the same backbone weights: comparable across runs
             f"{b}.champion": hashlib.sha256(f"{v.model}/{v.version}/{suite.weights}".encode()).hexdigest()[:12]
             for b, v in champions.items()

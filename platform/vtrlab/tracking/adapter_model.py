@@ -20,14 +20,15 @@ class AdapterEmbeddings(mlflow.pyfunc.PythonModel):
     """Texts or videos in, embeddings out, through a vtrlab adapter on its frozen backbone."""
 
     def load_context(self, context) -> None:
-        from vtrlab.model.artifacts import load_adapter, read_adapter_config
+        from vtrlab.model.adapter_config import evaluation_settings
+        from vtrlab.model.artifacts import load_adapter
 
         config = context.model_config or {}
         directory = context.artifacts["adapter"]
         self.encoder = load_adapter(directory, weights=config.get("weights")).eval()
-        recorded = read_adapter_config(directory)
-        self.num_frames = int(config.get("num_frames") or recorded.get("num_frames") or 12)
-        self.max_words = int(config.get("max_words") or recorded.get("max_words") or 32)
+        settings = evaluation_settings(directory)  # the frames and words the adapter was evaluated with
+        self.num_frames = int(config.get("num_frames") or settings.num_frames)
+        self.max_words = int(config.get("max_words") or settings.max_words)
 
     def predict(self, context, model_input, params: dict[str, Any] | None = None) -> np.ndarray:
         import torch

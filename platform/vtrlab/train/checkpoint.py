@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from vtrlab.model.artifacts import load_adapter_into, save_adapter
+from vtrlab.model.artifacts import EvaluationSettings, load_adapter_into, save_adapter
 from vtrlab.model.dual_encoder import VideoTextDualEncoder
 
 TRAINER_STATE = "trainer_state.pt"
@@ -23,11 +23,13 @@ def save_training_state(
     optimizer: torch.optim.Optimizer | None,
     scheduler: Any,
     epoch: int,
+    evaluation: EvaluationSettings | None = None,
     **extra: Any,
 ) -> Path:
-    """Write the checkpoint of a finished `epoch` to `directory`."""
+    """Write the checkpoint of a finished `epoch` to `directory`; the adapter records `evaluation`, the
+    settings its metrics were measured with."""
     directory = Path(directory)
-    save_adapter(encoder, directory, epoch=epoch, **extra)
+    save_adapter(encoder, directory, evaluation=evaluation, epoch=epoch, **extra)
     state = {
         "epoch": epoch,
         "optimizer": optimizer.state_dict() if optimizer is not None else None,

@@ -17,8 +17,6 @@ from vtrlab.model.dual_encoder import VideoTextDualEncoder
 from vtrlab.train.metrics import retrieval_metrics
 from vtrlab.train.step import autocast_for
 
-TEXT_CHUNK = 16  # texts per pooling call for text-conditioned heads (memory ~ chunk x videos x frames)
-
 
 @dataclass(frozen=True)
 class VideoEmbeddings:
@@ -143,16 +141,11 @@ def encode_split(
 
 @torch.no_grad()
 def score_videos(encoder: VideoTextDualEncoder, text: torch.Tensor, videos: VideoEmbeddings) -> torch.Tensor:
-    """Similarities [T, V] of texts [T, D] to encoded videos (pooled per text, in chunks, for a
-    text-conditioned head); computed where the tensors are."""
+    """Similarities [T, V] of texts [T, D] to encoded videos (pooled per text, in blocks of bounded memory, for
+    a text-conditioned head: `VideoTextDualEncoder.score_video_features`); computed where the tensors are."""
     if not videos.text_conditioned:
         return encoder.similarity(text, videos.embedding)
-    rows = []
-    for start in range(0, len(text), TEXT_CHUNK):
-        chunk = text[start : start + TEXT_CHUNK]
-        pooled = encoder.pool_video(videos.frame_emb, videos.frame_mask, videos.patch_emb, text_emb=chunk)  # [T, V, D]
-        rows.append(encoder.similarity(chunk, pooled))
-    return torch.cat(rows) if rows else text.new_zeros((0, len(videos)))
+    return encoder.score_video_features(text, videos.frame_emb, videos.frame_mask, videos.patch_emb)
 
 
 @torch.no_grad()

@@ -18,12 +18,13 @@ import torch
 
 from vtrlab.config import TrainSpec
 from vtrlab.data import make_eval_loader, make_train_loader
+from vtrlab.model.artifacts import EvaluationSettings
 from vtrlab.model.factory import create_model
 from vtrlab.model.params import count_parameters
 from vtrlab.train.checkpoint import load_training_state, save_training_state
 from vtrlab.train.evaluate import evaluate
 from vtrlab.train.schedule import warmup_cosine
-from vtrlab.train.step import make_optimizer, training_step
+from vtrlab.train.step import make_optimizer, recipe_for, training_step
 
 FAULT_ENV = "VTRLAB_TEST_FAULT"  # tests only: inject a failure mid-epoch (see `_inject_fault`)
 FAULT_MARKERS = os.path.join(tempfile.gettempdir(), "vtrlab-faults")
@@ -59,10 +60,12 @@ def train_loop(config: dict[str, Any]) -> None:
     device = ray.train.torch.get_device()
     torch.manual_seed(spec.seed)
 
-    encoder = create_model(spec.method, spec.backbone, spec.weights, spec.knob_values).to(device)
+    encoder = create_model(spec.method, spec.backbone, spec.weights, spec.knob_values, quick_gelu=spec.quick_gelu)
+    encoder = encoder.to(device)
     counts = count_parameters(encoder)
     rates = {"method": spec.lr, "backbone_bias": spec.backbone_lr, "backbone": spec.backbone_lr}
-    optimizer = make_optimizer(encoder, lr=rates, weight_decay=spec.weight_decay)
+    recipe = recipe_for(spec.optimizer, spec.grad_clip)
+    optimizer = make_optimizer(encoder, lr=rates, weight_decay=spec.weight_decay, optimizer=spec.optimizer)
     loader_args = {"num_frames": spec.num_frames, "max_words": spec.max_words, "rank": rank, "world_size": world}
     train_loader = make_train_loader(
         spec.data,
@@ -78,7 +81,7 @@ def train_loop(config: dict[str, Any]) -> None:
     scheduler = None
     model: torch.nn.Module = encoder
     if optimizer is not None:
-        scheduler = warmup_cosine(optimizer, len(train_loader) * epochs, spec.warmup_ratio)
+        scheduler = warmup_cosine(optimizer, len(train_loader) * epochs, spec.warmup_ratio, over=recipe.schedule)
         if world > 1:
             model = ray.train.torch.prepare_model(encoder)
 
@@ -88,6 +91,13 @@ def train_loop(config: dict[str, Any]) -> None:
         with checkpoint.as_directory() as directory:
             start_epoch = load_training_state(directory, encoder, optimizer, scheduler) + 1
 
+    evaluation = EvaluationSettings(  # what the metrics below are measured with; the artifact records it
+        benchmark=spec.benchmark,
+        split=spec.eval_split,
+        num_frames=spec.num_frames,
+        max_words=spec.max_words,
+        batch_size=spec.eval_batch_size,
+    )
     logger = _EpochLogger(tracking) if rank == 0 and tracking.get("run_id") else None
     first_step_at: float | None = None
     for epoch in range(start_epoch, epochs):
@@ -106,6 +116,7 @@ def train_loop(config: dict[str, Any]) -> None:
                         batch["tokens"].to(device, non_blocking=True),
                         max_grad_norm=spec.max_grad_norm,
                         scheduler=scheduler,
+                        recipe=recipe,
                     )
                 )
                 clips += len(batch["frames"])
@@ -131,7 +142,7 @@ def train_loop(config: dict[str, Any]) -> None:
         with tempfile.TemporaryDirectory() as directory:
             saved = None
             if rank == 0:
-                save_training_state(directory, encoder, optimizer, scheduler, epoch)
+                save_training_state(directory, encoder, optimizer, scheduler, epoch, evaluation=evaluation)
                 saved = ray.train.Checkpoint.from_directory(directory)
             ray.train.report(metrics, checkpoint=saved)
     if logger is not None:

@@ -4,6 +4,7 @@ from vtrlab.model.methods import baselines, bottleneck, lora, mv_adapter, rap  #
 from vtrlab.model.methods.registry import (
     Knobs,
     MethodEntry,
+    benchmark_knobs,
     describe_knob,
     get_method,
     knob_defaults,
@@ -15,6 +16,7 @@ from vtrlab.model.methods.registry import (
 __all__ = [
     "Knobs",
     "MethodEntry",
+    "benchmark_knobs",
     "describe_knob",
     "get_method",
     "knob_defaults",

@@ -1,19 +1,16 @@
-"""MV-Adapter (Jin et al., CVPR 2024; methods.md section 2).
+"""MV-Adapter (Jin et al., CVPR 2024; methods.md section 2), as the authors' released code computes it.
 
 Per block of both towers, an adapter sequential after the MLP: down-projection -> small transformer (TRM)
 -> up-projection, with up zero-initialised so the model starts as frozen CLIP. The video branch adds the
-Temporal Adaptation module with per-frame weight calibration of the CLS up-projection; Cross Modality Tying
-(CMT) generates a scale for W_down of both towers' tied layers from one shared factor per layer.
+Temporal Adaptation module with per-frame weight calibration of the CLS up-projection (section 2.4); Cross
+Modality Tying (CMT) generates a scale for W_down of both towers' tied layers from one shared factor per
+layer (section 2.5). Defaults are the authors'; each other reading is a knob (the table in section 2.9):
 
-Readings of the paper where it is not explicit (each one is a knob or documented here):
-- The value up-projected for frame i's CLS token is the TRM's local context of frame i (its CLS output
-  plus its patch-mean output), so the TRM changes the tokens even with calibration off (the paper's
-  "+ TRM" ablation row needs that). With `trm=False` it is the down-projected CLS token itself.
-- With `trm=False` and `calibration=True`, the global context CC' is the masked mean of the frames'
-  down-projected CLS tokens and the local context is CLS_i + patchmean_i.
-- CMT's maps M start with zero weight and unit bias, so tied scales start at exactly 1.
-- Positional embeddings have `max_frames` / `max_words` positions; the paper's counts (2.39% for MSR-VTT
-  at 12 frames and 32 words, 2.42% for DiDeMo at 32 frames and 64 words) are reproduced with those.
+- `cls_value`: what frame i's CLS up-projection receives, times alpha_i: the TRM's CLS output
+  (`"trm-cls"`, the authors') or the local context CLS + patch-mean output (`"local-context"`).
+- `init` / `cmt_init`: the authors' initialisation (section 2.6) or library defaults / unit CMT scales.
+- `lnin`: a LayerNorm on every adapter's input (the authors' ActivityNet configuration, both towers).
+- A benchmark's CMT settings (section 2.5) apply to every knob a run leaves unset (`PAPER_SETTINGS`).
 """
 
 from __future__ import annotations
@@ -39,14 +36,18 @@ from vtrlab.model.methods.common import (
 from vtrlab.model.methods.registry import Knobs, register_method
 
 CmtMode = Literal["down-in", "down-out"]
+ClsValue = Literal["trm-cls", "local-context"]
+Init = Literal["authors", "library"]
+CmtInit = Literal["authors", "identity"]
 
-# The authors' per-benchmark CMT settings (methods.md 2.5), for sweeps and cards to pick up.
-CMT_PAPER_SETTINGS: dict[str, dict[str, object]] = {
-    "msrvtt": {"cmt_mode": "down-out", "cmt_layers": [10, 11]},
-    "didemo": {"cmt_mode": "down-out", "cmt_layers": [10, 11]},
-    "msvd": {"cmt_mode": "down-in", "cmt_layers": [10, 11]},
-    "lsmdc": {"cmt_mode": "down-in", "cmt_layers": [9, 10, 11]},
-    "activitynet": {"cmt_mode": "down-in", "cmt_layers": [11]},
+# The authors' per-benchmark settings (their configs/<benchmark>/<benchmark>.py; methods.md section 2.5).
+# Tied layers count from the last block: on ViT-B's 12 blocks [-2, -1] are the authors' 10-11.
+PAPER_SETTINGS: dict[str, dict[str, object]] = {
+    "msrvtt": {"cmt_mode": "down-out", "cmt_layers": [-2, -1]},
+    "didemo": {"cmt_mode": "down-out", "cmt_layers": [-2, -1]},
+    "msvd": {"cmt_mode": "down-in", "cmt_layers": [-2, -1]},
+    "lsmdc": {"cmt_mode": "down-in", "cmt_layers": [-3, -2, -1]},
+    "activitynet": {"cmt_mode": "down-in", "cmt_layers": [-1], "lnin": True},
 }
 
 
@@ -57,10 +58,14 @@ class MvAdapterKnobs(Knobs):
     trm_heads: Annotated[int, Field(gt=0)] = 2
     calibration: bool = True
     calibration_shrink: Annotated[int, Field(gt=0, description="sigma: FC1 maps 2d' -> d'/sigma")] = 4
+    cls_value: ClsValue = "trm-cls"
     cmt: bool = True
     cmt_factor_dim: Annotated[int, Field(gt=0)] = 32
     cmt_layers: Annotated[list[int], Field(min_length=1)] = [-2, -1]
     cmt_mode: CmtMode = "down-in"
+    cmt_init: CmtInit = "authors"
+    init: Init = "authors"
+    lnin: bool = False
     max_frames: Annotated[int, Field(gt=0)] = 12
     max_words: Annotated[int, Field(gt=0)] = 32
     train_backbone_biases: bool = True
@@ -74,21 +79,45 @@ def _scaled_down_weight(down: nn.Linear, context: AdapterContext, key: str, mode
     return down.weight * (scale.unsqueeze(0) if mode == "down-in" else scale.unsqueeze(1))
 
 
+def _down_projection(dim: int, width: int, init: Init, std: float | None) -> nn.Linear:
+    """d -> d'. The authors' init zeroes the bias and, with `std`, draws the weight from N(0, std)
+    (text branch); without it the weight keeps PyTorch's Kaiming-uniform (video branch)."""
+    down = nn.Linear(dim, width)
+    if init == "authors":
+        nn.init.zeros_(down.bias)
+        if std is not None:
+            nn.init.normal_(down.weight, std=std)
+    return down
+
+
+class WeightCalibration(nn.Module):
+    """alpha_i = FC2(ReLU(FC1([local_i, CC_proj(CC')]))) + 1, FC2 zero-initialised (methods.md section 2.4)."""
+
+    def __init__(self, width: int, shrink: int):
+        super().__init__()
+        hidden = max(1, width // shrink)
+        self.cc_proj = nn.Linear(width, width)
+        self.fc1 = nn.Linear(2 * width, hidden)
+        self.fc2 = zero_init_linear(hidden, width, bias=False)
+
+    def forward(self, global_ctx: torch.Tensor, local_ctx: torch.Tensor) -> torch.Tensor:
+        """global_ctx [B, d'], local_ctx [B, F, d'] -> alpha [B, F, d']."""
+        cc = self.cc_proj(global_ctx).unsqueeze(1).expand_as(local_ctx)
+        return self.fc2(F.relu(self.fc1(torch.cat([local_ctx, cc], dim=-1)))) + 1.0
+
+
 class MvVideoAdapter(AdapterModule):
     """The video-branch adapter of one visual block: Temporal Adaptation with weight calibration."""
 
     def __init__(self, dim: int, knobs: MvAdapterKnobs, context: AdapterContext, key: str):
         super().__init__()
         width = knobs.width
-        self.scale, self.key, self.cmt_mode, self.max_frames = (
-            knobs.scale,
-            key,
-            knobs.cmt_mode,
-            knobs.max_frames,
-        )
-        self.use_trm, self.use_calibration = knobs.trm, knobs.calibration
+        self.scale, self.key, self.cmt_mode = knobs.scale, key, knobs.cmt_mode
+        self.max_frames, self.cls_value = knobs.max_frames, knobs.cls_value
+        self.use_trm = knobs.trm
         self._context = [context]  # a list, so nn.Module does not treat it as state
-        self.down = nn.Linear(dim, width)
+        self.ln_in = LayerNorm(dim) if knobs.lnin else None
+        self.down = _down_projection(dim, width, knobs.init, std=None)
         self.act = QuickGELU()
         self.up = zero_init_linear(width, dim)
         if self.use_trm:
@@ -96,20 +125,19 @@ class MvVideoAdapter(AdapterModule):
             self.positional_embedding = nn.Parameter(torch.randn(1 + 2 * knobs.max_frames, width) * 0.01)
             self.ln = LayerNorm(width)
             self.trm = TinyTransformer(width, knobs.trm_heads)
-        if self.use_calibration:
-            self.cc_proj = nn.Linear(width, width)
-            self.fc1 = nn.Linear(2 * width, max(1, width // knobs.calibration_shrink))
-            self.fc2 = zero_init_linear(max(1, width // knobs.calibration_shrink), width, bias=False)
+            if knobs.init == "authors":
+                self.trm.init_from_tower(dim)
+        self.calibrate = WeightCalibration(width, knobs.calibration_shrink) if knobs.calibration else None
 
     def _temporal(
         self, cls: torch.Tensor, patch_mean: torch.Tensor, frame_mask: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(global context [B, d'], local context [B, F, d']) from per-frame CLS and patch means."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(global context CC' [B, d'], CLS outputs [B, F, d'], patch-mean outputs [B, F, d']); without the
+        TRM, CC' is the masked mean of the frames' CLS tokens and the outputs are the inputs."""
         batch, frames, _ = cls.shape
         if not self.use_trm:
             weights = frame_mask.to(cls.dtype).unsqueeze(-1)
-            global_ctx = (cls * weights).sum(1) / weights.sum(1)
-            return global_ctx, cls if not self.use_calibration else cls + patch_mean
+            return (cls * weights).sum(1) / weights.sum(1), cls, patch_mean
         table = self.positional_embedding  # rows: [CC, CLS_1..CLS_max_frames, patchmean_1..patchmean_max_frames]
         positions = torch.cat(
             [table[:1], table[1 : frames + 1], table[1 + self.max_frames : 1 + self.max_frames + frames]]
@@ -118,7 +146,7 @@ class MvVideoAdapter(AdapterModule):
         sequence = self.ln(sequence + positions.to(cls.dtype))
         padding = torch.cat([frame_mask.new_zeros(batch, 1), ~frame_mask, ~frame_mask], dim=1)
         out = self.act(self.trm(sequence, key_padding_mask=padding))
-        return out[:, 0], out[:, 1 : frames + 1] + out[:, frames + 1 :]
+        return out[:, 0], out[:, 1 : frames + 1], out[:, frames + 1 :]
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         context = self._context[0]
@@ -127,15 +155,17 @@ class MvVideoAdapter(AdapterModule):
         if frames > self.max_frames and self.use_trm:
             raise ConfigError(f"MV-Adapter built for max_frames={self.max_frames} got {frames} frames")
         tokens, dim = hidden.shape[1], hidden.shape[2]
+        x = self.ln_in(hidden) if self.ln_in is not None else hidden
         weight = _scaled_down_weight(self.down, context, self.key, self.cmt_mode)
-        low = self.act(F.linear(hidden, weight, self.down.bias)).view(-1, frames, tokens, self.down.out_features)
+        low = self.act(F.linear(x, weight, self.down.bias)).view(-1, frames, tokens, self.down.out_features)
         cls, patches = low[:, :, 0], low[:, :, 1:]
-        global_ctx, local_ctx = self._temporal(cls, patches.mean(dim=2), frame_mask)
-        if self.use_calibration:
-            cc = self.cc_proj(global_ctx).unsqueeze(1).expand_as(local_ctx)
-            alpha = self.fc2(F.relu(self.fc1(torch.cat([cc, local_ctx], dim=-1)))) + 1.0
-            local_ctx = local_ctx * alpha  # scaling W_up's input channels per frame == scaling its input
-        up_in = torch.cat([local_ctx.unsqueeze(2), patches], dim=2).view(-1, tokens, low.shape[-1])
+        global_ctx, cls_out, patch_out = self._temporal(cls, patches.mean(dim=2), frame_mask)
+        local_ctx = cls_out + patch_out
+        cls_in = cls_out if self.cls_value == "trm-cls" else local_ctx
+        if self.calibrate is not None:
+            # W_up with input channels scaled by alpha_i == W_up applied to alpha_i * value: one batched matmul
+            cls_in = cls_in * self.calibrate(global_ctx, local_ctx)
+        up_in = torch.cat([cls_in.unsqueeze(2), patches], dim=2).view(-1, tokens, low.shape[-1])
         return hidden + self.scale * self.up(up_in).view(-1, tokens, dim)
 
 
@@ -145,12 +175,15 @@ class MvTextAdapter(AdapterModule):
     def __init__(self, dim: int, knobs: MvAdapterKnobs, context: AdapterContext, key: str):
         super().__init__()
         width = knobs.width
-        self.scale, self.key, self.cmt_mode, self.use_trm = knobs.scale, key, knobs.cmt_mode, knobs.trm
+        self.scale, self.key, self.cmt_mode = knobs.scale, key, knobs.cmt_mode
         self._context = [context]
-        self.down = nn.Linear(dim, width)
+        self.ln_in = LayerNorm(dim) if knobs.lnin else None
+        self.down = _down_projection(dim, width, knobs.init, std=(2 * dim) ** -0.5)
         self.positional_embedding = nn.Parameter(torch.randn(knobs.max_words, width) * 0.01)
         self.ln = LayerNorm(width)
         self.trm = TinyTransformer(width, knobs.trm_heads) if knobs.trm else None
+        if self.trm is not None and knobs.init == "authors":
+            self.trm.init_from_tower(dim)
         self.act = QuickGELU()
         self.up = zero_init_linear(width, dim)
 
@@ -160,8 +193,9 @@ class MvTextAdapter(AdapterModule):
             raise ConfigError(
                 f"MV-Adapter built for max_words={self.positional_embedding.shape[0]} got {length} tokens"
             )
+        x = self.ln_in(hidden) if self.ln_in is not None else hidden
         weight = _scaled_down_weight(self.down, self._context[0], self.key, self.cmt_mode)
-        low = F.linear(hidden, weight, self.down.bias) + self.positional_embedding[:length].to(hidden.dtype)
+        low = F.linear(x, weight, self.down.bias) + self.positional_embedding[:length].to(hidden.dtype)
         low = self.ln(low)
         if self.trm is not None:
             low = self.trm(low, causal=True)
@@ -169,17 +203,24 @@ class MvTextAdapter(AdapterModule):
 
 
 class CrossModalityTying(AdapterModule):
-    """One shared factor f per tied layer; per tower a linear map M(f) gives W_down's scale vector."""
+    """One shared factor f per tied layer; per tower a linear map M(f) gives W_down's scale vector.
 
-    def __init__(self, pairs: list[tuple[int, int]], factor_dim: int, visual_dim: int, text_dim: int):
+    `init="authors"`: f starts at zero and M at PyTorch's default Linear init, so a tied scale starts at M's
+    bias; `init="identity"`: f ~ N(0, 1) and M has zero weight and unit bias, so every scale starts at 1.
+    """
+
+    def __init__(self, pairs: list[tuple[int, int]], factor_dim: int, visual_dim: int, text_dim: int, init: CmtInit):
         super().__init__()
         self.pairs = pairs
-        self.factors = nn.Parameter(torch.randn(len(pairs), factor_dim))
-        self.visual_maps = nn.ModuleList(self._unit_map(factor_dim, visual_dim) for _ in pairs)
-        self.text_maps = nn.ModuleList(self._unit_map(factor_dim, text_dim) for _ in pairs)
+        factors = torch.zeros(len(pairs), factor_dim) if init == "authors" else torch.randn(len(pairs), factor_dim)
+        self.factors = nn.Parameter(factors)
+        self.visual_maps = nn.ModuleList(self._map(factor_dim, visual_dim, init) for _ in pairs)
+        self.text_maps = nn.ModuleList(self._map(factor_dim, text_dim, init) for _ in pairs)
 
     @staticmethod
-    def _unit_map(factor_dim: int, out_dim: int) -> nn.Linear:
+    def _map(factor_dim: int, out_dim: int, init: CmtInit) -> nn.Linear:
+        if init == "authors":
+            return nn.Linear(factor_dim, out_dim)
         layer = zero_init_linear(factor_dim, out_dim)
         nn.init.ones_(layer.bias)
         return layer
@@ -196,6 +237,7 @@ class CrossModalityTying(AdapterModule):
     "mv-adapter",
     MvAdapterKnobs,
     "MV-Adapter: bottleneck+TRM adapters in both towers, temporal calibration, cross-modality tying",
+    benchmark_knobs=PAPER_SETTINGS,
 )
 def apply_mv_adapter(encoder: VideoTextDualEncoder, knobs: MvAdapterKnobs) -> None:
     check_width(knobs.width, encoder, ("visual", "text"), "width")
@@ -217,6 +259,7 @@ def apply_mv_adapter(encoder: VideoTextDualEncoder, knobs: MvAdapterKnobs) -> No
             knobs.cmt_factor_dim,
             tower_width(encoder, "visual") if down_in else knobs.width,
             tower_width(encoder, "text") if down_in else knobs.width,
+            knobs.cmt_init,
         )
     if knobs.train_backbone_biases:
         unfreeze_backbone_biases(encoder)

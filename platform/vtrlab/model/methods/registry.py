@@ -1,13 +1,16 @@
 """The method registry: every adapter method is a named entry with a typed, validated knob model.
 
 Like timm's model registry, a method registers itself with a decorator; `create_model` builds the frozen
-backbone, wraps it in the dual encoder and lets the method inject its modules (the peft pattern).
+backbone, wraps it in the dual encoder and lets the method inject its modules (the peft pattern). A method
+may also register the knob values its authors used per benchmark (`benchmark_knobs`): a run on that
+benchmark takes them for every knob it does not set.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -35,18 +38,28 @@ class MethodEntry:
     knobs: type[Knobs]
     apply: ApplyFn
     summary: str
+    benchmark_knobs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 _METHODS: dict[str, MethodEntry] = {}
 
 
-def register_method(name: str, knobs: type[Knobs], summary: str) -> Callable[[ApplyFn], ApplyFn]:
-    """Decorator registering `apply(encoder, knobs)` as method `name`."""
+def register_method(
+    name: str,
+    knobs: type[Knobs],
+    summary: str,
+    benchmark_knobs: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Callable[[ApplyFn], ApplyFn]:
+    """Decorator registering `apply(encoder, knobs)` as method `name`; `benchmark_knobs` maps a benchmark
+    name to the knob values the method's authors used on it (validated here, at import)."""
+    settings = {bench: dict(values) for bench, values in (benchmark_knobs or {}).items()}
+    for values in settings.values():
+        knobs(**values)  # a typo in a registered setting fails at import, not in a user's run
 
     def decorator(apply: ApplyFn) -> ApplyFn:
         if name in _METHODS:
             raise RuntimeError(f"method {name!r} is registered twice")
-        _METHODS[name] = MethodEntry(name=name, knobs=knobs, apply=apply, summary=summary)
+        _METHODS[name] = MethodEntry(name=name, knobs=knobs, apply=apply, summary=summary, benchmark_knobs=settings)
         return apply
 
     return decorator
@@ -68,6 +81,13 @@ def get_method(name: str) -> MethodEntry:
 def knob_defaults(name: str) -> dict[str, Any]:
     """Every knob of method `name` with its default value."""
     return get_method(name).knobs().model_dump()
+
+
+def benchmark_knobs(name: str, benchmark: str | None) -> dict[str, Any]:
+    """The knob values method `name`'s authors used on `benchmark` (empty when they published none)."""
+    if benchmark is None:
+        return {}
+    return copy.deepcopy(dict(get_method(name).benchmark_knobs.get(benchmark, {})))
 
 
 _BOUNDS = (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="), ("min_length", "len>="))
