@@ -286,8 +286,8 @@ def test_search_with_a_text_conditioned_head_agrees_with_evaluate(synth_small):
 
     torch.manual_seed(0)
     encoder = create_model("rap", "vtr-tiny", knobs={"selection": "text-conditioned"}).eval()
-    settings = RetrievalSettings(num_frames=4, max_words=32, batch_size=16)
-    idx = RetrievalIndex.build(encoder, synth_small, "test_multi", settings=settings)
+    settings = RetrievalSettings(split="test_multi", num_frames=4, max_words=32, batch_size=16)
+    idx = RetrievalIndex.build(encoder, synth_small, settings=settings)
     assert idx.videos.text_conditioned
     loader = make_eval_loader(synth_small, "test_multi", batch_size=16, num_frames=4, max_words=32)
     metrics = evaluate(encoder, loader)
@@ -338,3 +338,32 @@ def test_malformed_reference_exits_2(workflow, tmp_path, reference):
     assert result.returncode == 2, result.stdout + result.stderr
     assert f"model reference {reference!r}" in flat(result.stderr) and "MODEL@ALIAS" in result.stderr
     assert registry_snapshot(workflow["tracking_uri"]) == before
+
+
+def test_search_takes_split_frames_and_words_from_the_artifact(synth_small, tmp_path, monkeypatch):
+    """A loaded adapter is searched with the evaluation its artifact records (not `test`, not the shards'
+    card), through `evaluation_settings`; explicit values override it; an artifact without them is refused."""
+    import vtrlab.data
+    from model_helpers import tiny_model
+    from vtrlab.hub.pull import PulledAdapter
+    from vtrlab.hub.search import RetrievalIndex, RetrievalSettings, retrieval_settings
+    from vtrlab.model.artifacts import EvaluationSettings, load_adapter_into, save_adapter
+
+    recorded = EvaluationSettings(benchmark="synthetic", split="test_multi", num_frames=3, max_words=16, batch_size=8)
+    save_adapter(tiny_model("bottleneck", width=8), tmp_path / "adapter", evaluation=recorded)
+    save_adapter(tiny_model("bottleneck", width=8), tmp_path / "bare")
+    pulled = PulledAdapter(tmp_path / "adapter", "m", "1", [], "run", "src", "bottleneck", {}, {}, "sha", None)
+    assert retrieval_settings(pulled) == RetrievalSettings("test_multi", 3, 16, 8)
+    assert retrieval_settings(pulled, split="test", num_frames=2, max_words=32) == RetrievalSettings("test", 2, 32, 8)
+
+    loads, real = [], vtrlab.data.make_eval_loader
+    monkeypatch.setattr(vtrlab.data, "make_eval_loader", lambda *a, **kw: loads.append((a, kw)) or real(*a, **kw))
+    encoder = load_adapter_into(tiny_model("bottleneck", width=8), tmp_path / "adapter")
+    index = RetrievalIndex.build(encoder, synth_small, texts=False)
+    assert (index.split, index.max_words) == ("test_multi", 16)
+    assert loads[-1] == ((synth_small, "test_multi"), {"batch_size": 8, "num_frames": 3, "max_words": 16})
+    assert RetrievalIndex.build(encoder, synth_small, "test", texts=False).split == "test"  # an explicit split wins
+
+    bare = PulledAdapter(tmp_path / "bare", "m", "2", [], "run", "src", "bottleneck", {}, {}, "sha", None)
+    with pytest.raises(ArtifactError, match=r"bare/adapter_config\.json: key evaluation is missing"):
+        retrieval_settings(bare)

@@ -16,9 +16,11 @@ from torch import nn
 
 from model_helpers import TINY
 from vtrlab.errors import ArtifactError, ConfigError
-from vtrlab.model.artifacts import CONFIG_NAME, load_adapter, load_adapter_into, save_adapter
+from vtrlab.model.artifacts import CONFIG_NAME, EvaluationSettings, load_adapter, load_adapter_into, save_adapter
 from vtrlab.model.backbone import CONFIG_DIR, load_backbone
 from vtrlab.model.factory import create_model
+
+EVALUATION = EvaluationSettings(benchmark="synthetic", split="test", num_frames=4, max_words=32)
 
 
 def mlp_activations(clip: nn.Module) -> set[type]:
@@ -89,7 +91,7 @@ def test_an_adapter_refuses_a_backbone_built_with_the_other_activation(tmp_path:
     weights = tmp_path / "backbone.safetensors"
     save_file({k: v.contiguous() for k, v in clip.state_dict().items()}, str(weights))
     trained = create_model("bottleneck", TINY, weights, knobs={"width": 8}, quick_gelu=True)
-    save_adapter(trained, tmp_path / "adapter")
+    save_adapter(trained, tmp_path / "adapter", EVALUATION)
     assert json.loads((tmp_path / "adapter" / CONFIG_NAME).read_text())["backbone"]["activation"] == "quick_gelu"
     gelu = create_model("bottleneck", TINY, weights, knobs={"width": 8})
     with pytest.raises(ArtifactError, match=r"adapter_config\.json: key backbone\.activation is 'quick_gelu'.*'gelu'"):
@@ -98,9 +100,23 @@ def test_an_adapter_refuses_a_backbone_built_with_the_other_activation(tmp_path:
     assert mlp_activations(restored.clip) == {QuickGELU}
 
 
+def test_a_gelu_adapter_refuses_a_backbone_built_with_quick_gelu(tmp_path: Path):
+    clip, _ = load_backbone(TINY)
+    weights = tmp_path / "backbone.safetensors"
+    save_file({k: v.contiguous() for k, v in clip.state_dict().items()}, str(weights))
+    save_adapter(create_model("bottleneck", TINY, weights, knobs={"width": 8}), tmp_path / "adapter", EVALUATION)
+    assert json.loads((tmp_path / "adapter" / CONFIG_NAME).read_text())["backbone"]["activation"] == "gelu"
+    quick = create_model("bottleneck", TINY, weights, knobs={"width": 8}, quick_gelu=True)
+    assert quick.backbone.fingerprint == load_backbone(TINY, weights)[1].fingerprint  # only the activation differs
+    with pytest.raises(ArtifactError, match=r"adapter_config\.json: key backbone\.activation is 'gelu'.*'quick_gelu'"):
+        load_adapter_into(quick, tmp_path / "adapter")
+    restored = load_adapter(tmp_path / "adapter")
+    assert mlp_activations(restored.clip) == {nn.GELU}
+
+
 def test_an_adapter_refuses_a_backbone_with_another_image_size(tmp_path: Path):
     encoder = create_model("bottleneck", TINY, knobs={"width": 8})
-    save_adapter(encoder, tmp_path)
+    save_adapter(encoder, tmp_path, EVALUATION)
     path = tmp_path / CONFIG_NAME
     config = json.loads(path.read_text())
     config["backbone"]["image_size"] = [224, 224]

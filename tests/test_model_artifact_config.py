@@ -69,6 +69,7 @@ def test_an_artifact_without_evaluation_settings_says_so(tmp_path: Path):
     save_adapter(tiny_model("bottleneck", width=8), tmp_path)
     with pytest.raises(ArtifactError, match=r"adapter_config\.json: key evaluation is missing"):
         evaluation_settings(tmp_path)
+    refused(tmp_path, r"adapter_config\.json: key evaluation is missing")  # loading reads it the same way
 
 
 @pytest.mark.parametrize(

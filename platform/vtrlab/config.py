@@ -9,13 +9,14 @@ for the benchmark.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, TypeAdapter, ValidationError, model_validator
 
 from vtrlab.errors import ConfigError
 
@@ -263,12 +264,24 @@ def resolve_knobs(
     return values
 
 
+@functools.cache
+def _field_validator(name: str) -> TypeAdapter:
+    info = TrainSpec.model_fields[name]
+    return TypeAdapter(Annotated[info.annotation, info])
+
+
 def check_train_fields(fields: dict[str, Any], key: str, source: str, forbid: tuple[str, ...] = ()) -> None:
-    """Every key of a `train:` block names a TrainSpec field (and none of `forbid`)."""
-    for name in fields:
+    """Every key of a `train:` block names a TrainSpec field (and none of `forbid`) and holds a value that
+    field takes; errors name the file, `key`.<field> and what is allowed."""
+    for name, value in fields.items():
         if name in forbid:
             raise ConfigError(f"{source}: {key}.{name}: not allowed here")
         if name not in TRAIN_FIELDS:
             raise ConfigError(
                 f"{source}: {key}.{name}: unknown training field; allowed: {', '.join(sorted(TRAIN_FIELDS))}"
             )
+        try:
+            _field_validator(name).validate_python(value)
+        except ValidationError as err:
+            problems = "; ".join(dict.fromkeys(item["msg"] for item in err.errors()))
+            raise ConfigError(f"{source}: {key}.{name}: {problems} (got {shown(value)})") from None

@@ -57,10 +57,12 @@ def pull_command(
 def search_command(
     model: Annotated[str, typer.Option("--model", help=REFERENCE_HELP)],
     shards: Annotated[str, typer.Option(help="the benchmark's shards: local path, file:// or s3:// URL")],
-    split: Annotated[str, typer.Option(help="split to search")] = "test",
+    split: Annotated[str | None, typer.Option(help="split to search (default: the adapter's evaluation split)")] = None,
     query: Annotated[str | None, typer.Option(help="text to find videos for")] = None,
     video: Annotated[str | None, typer.Option(help="video id to find captions for")] = None,
     k: Annotated[int, typer.Option(min=1, help="results to show")] = 5,
+    frames: Annotated[int | None, typer.Option(min=1, help="frames per clip (default: the adapter's)")] = None,
+    words: Annotated[int | None, typer.Option(min=1, help="words per caption (default: the adapter's)")] = None,
     weights: Annotated[str | None, typer.Option(help=WEIGHTS_HELP)] = None,
     device: Annotated[str, typer.Option(help="torch device, e.g. cpu or cuda")] = "cpu",
     json_output: Annotated[bool, typer.Option("--json", help="machine-readable")] = False,
@@ -76,8 +78,8 @@ def search_command(
         raise ConfigError("vtrlab search: --query is empty; pass words to search for, e.g. --query 'a red square'")
     ref = parse_reference(model)
     encoder, pulled = load_pulled(ref, weights, device=device)
-    settings = retrieval_settings(pulled)
-    index = RetrievalIndex.build(encoder, shards, split, settings=settings, device=device, texts=video is not None)
+    settings = retrieval_settings(pulled, split=split, num_frames=frames, max_words=words)
+    index = RetrievalIndex.build(encoder, shards, settings=settings, device=device, texts=video is not None)
     hits = index.text_to_videos(query, k) if query is not None else index.video_to_texts(video, k)
     if json_output:
         print_json(
@@ -87,7 +89,7 @@ def search_command(
                 "aliases": pulled.aliases,
                 "method": pulled.method,
                 "shards": shards,
-                "split": split,
+                "split": settings.split,
                 **({"query": query} if query is not None else {"video": video}),
                 "num_frames": settings.num_frames,
                 "max_words": settings.max_words,
@@ -96,7 +98,7 @@ def search_command(
         )
         return
     asked = f"videos for {query!r}" if query is not None else f"captions for video {video!r}"
-    table = Table(title=f"{pulled.model} v{pulled.version} ({pulled.method}): {asked} in {split} of {shards}")
+    table = Table(title=f"{pulled.model} v{pulled.version} ({pulled.method}): {asked} in {settings.split} of {shards}")
     for column in ("rank", "score", "video id", "caption" if video else "caption(s)"):
         table.add_column(column, justify="right" if column in ("rank", "score") else "left")
     for hit in hits:

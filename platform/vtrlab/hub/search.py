@@ -7,7 +7,7 @@ videos once per query text (`score_videos`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -45,23 +45,53 @@ class CaptionHit:
 
 @dataclass(frozen=True)
 class RetrievalSettings:
-    """How the split is read: frames per clip, words per caption, videos per batch."""
+    """Which split is read and how: frames per clip, words per caption, videos per batch."""
 
+    split: str
     num_frames: int
     max_words: int
     batch_size: int
 
 
-def retrieval_settings(pulled: PulledAdapter) -> RetrievalSettings:
-    """What the adapter was evaluated with: frames, words and batch size its artifact records
-    (`vtrlab.model.artifacts.evaluation_settings`)."""
+def retrieval_settings(
+    pulled: PulledAdapter,
+    *,
+    split: str | None = None,
+    num_frames: int | None = None,
+    max_words: int | None = None,
+) -> RetrievalSettings:
+    """What the adapter was evaluated with: the split, frames, words and batch size its artifact records
+    (`vtrlab.model.adapter_config.evaluation_settings`, the one reader), each replaced by an explicit value
+    when one is given (the CLI's overrides)."""
     from vtrlab.model.adapter_config import evaluation_settings
 
-    return _from_evaluation(evaluation_settings(pulled.path))
+    recorded = _from_evaluation(evaluation_settings(pulled.path))
+    return overridden(recorded, split=split, num_frames=num_frames, max_words=max_words)
+
+
+def overridden(
+    settings: RetrievalSettings,
+    *,
+    split: str | None = None,
+    num_frames: int | None = None,
+    max_words: int | None = None,
+) -> RetrievalSettings:
+    """`settings` with each value given here in place of its own; ConfigError naming a bad one."""
+    if split is not None and not split.strip():
+        raise ConfigError("split '': expected a split name, e.g. test")
+    for name, value in (("num_frames", num_frames), ("max_words", max_words)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{name} {value}: expected at least 1")
+    return replace(
+        settings,
+        split=split if split is not None else settings.split,
+        num_frames=num_frames if num_frames is not None else settings.num_frames,
+        max_words=max_words if max_words is not None else settings.max_words,
+    )
 
 
 def _from_evaluation(evaluation: EvaluationSettings) -> RetrievalSettings:
-    return RetrievalSettings(evaluation.num_frames, evaluation.max_words, evaluation.batch_size)
+    return RetrievalSettings(evaluation.split, evaluation.num_frames, evaluation.max_words, evaluation.batch_size)
 
 
 def _manifest_card(url: str, why: str) -> dict:
@@ -74,10 +104,11 @@ def _manifest_card(url: str, why: str) -> dict:
 
 
 def shard_settings(url: str) -> RetrievalSettings:
-    """The frames and words the benchmark card in the shards' manifest names (for an encoder that was not
-    loaded from an artifact, e.g. a zero-shot CLIP)."""
+    """The split, frames and words the benchmark card in the shards' manifest names (only for an encoder
+    not loaded from an artifact, e.g. a zero-shot CLIP: an artifact's own settings come first)."""
     card = _manifest_card(url, "no settings were given")
-    return RetrievalSettings(int(card["num_frames"]), int(card["max_words"]), DEFAULT_EVAL_BATCH)
+    split = str(card.get("eval_split") or "test")
+    return RetrievalSettings(split, int(card["num_frames"]), int(card["max_words"]), DEFAULT_EVAL_BATCH)
 
 
 class RetrievalIndex:
@@ -104,24 +135,32 @@ class RetrievalIndex:
         cls,
         encoder: VideoTextDualEncoder,
         url: str,
-        split: str = "test",
+        split: str | None = None,
         *,
         settings: RetrievalSettings | None = None,
         device: torch.device | str = "cpu",
         texts: bool = True,
     ) -> RetrievalIndex:
-        """Encode every video of `split` at `url` (and, with `texts`, every caption, for video -> text);
-        `settings` default to the ones the encoder's artifact records, else to the shards' card."""
+        """Encode every video of the split at `url` (and, with `texts`, every caption, for video -> text).
+
+        `settings` default to the ones the encoder's artifact records (`encoder.evaluation`, set by
+        `load_adapter_into` through `evaluation_settings`), else, for an encoder not loaded from an
+        artifact, to the shards' card; `split` replaces the settings' split."""
         from vtrlab.data import make_eval_loader
 
         if settings is None:
             recorded = encoder.evaluation
             settings = _from_evaluation(recorded) if recorded is not None else shard_settings(url)
+        settings = overridden(settings, split=split)
         loader = make_eval_loader(
-            url, split, batch_size=settings.batch_size, num_frames=settings.num_frames, max_words=settings.max_words
+            url,
+            settings.split,
+            batch_size=settings.batch_size,
+            num_frames=settings.num_frames,
+            max_words=settings.max_words,
         )
         embeddings = encode_split(encoder, loader, device, texts=texts)
-        return cls(encoder, embeddings, url=url, split=split, max_words=settings.max_words, device=device)
+        return cls(encoder, embeddings, url=url, split=settings.split, max_words=settings.max_words, device=device)
 
     @property
     def video_ids(self) -> list[str]:

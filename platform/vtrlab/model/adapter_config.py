@@ -80,7 +80,7 @@ class AdapterConfig(BaseModel):
     backbone: RecordedBackbone
     weights_file: Annotated[str, Field(min_length=1)] = WEIGHTS_NAME
     weights_sha256: Annotated[str, Field(pattern=SHA256)]
-    evaluation: EvaluationSettings | None = None
+    evaluation: EvaluationSettings | None = None  # read through `evaluation_settings`, which refuses None
     _source: str = PrivateAttr(default=CONFIG_NAME)
 
     @field_validator("weights_file")
@@ -168,8 +168,9 @@ def weights_path(directory: str | os.PathLike, config: AdapterConfig, origin: st
 
 
 def evaluation_settings(artifact: str | os.PathLike | AdapterConfig) -> EvaluationSettings:
-    """The evaluation settings an artifact records (a folder or its read config): the one source of frames,
-    words, split and batch size for evaluating, searching or loading a trained adapter."""
+    """The evaluation settings an artifact records (a folder or its read config): the one source of the
+    benchmark, split, frames, words and batch size for `vtrlab search`, `vtrlab regress --champions-only`
+    and `vtrlab.load`; an artifact without them is refused, naming the file and the key."""
     config = artifact if isinstance(artifact, AdapterConfig) else read_adapter_config(artifact)
     if config.evaluation is None:
         raise ArtifactError(

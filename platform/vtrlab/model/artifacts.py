@@ -77,7 +77,8 @@ def save_adapter(
     **extra: Any,
 ) -> Path:
     """Write the encoder's trainable tensors and config to `directory`: `evaluation` records how the adapter
-    is evaluated (the training loop always passes it); `extra` goes into the config as it is."""
+    is evaluated (the training loop always passes it; an artifact without it saves, but every consumer
+    refuses it through `evaluation_settings`); `extra` goes into the config as it is."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     weights = directory / WEIGHTS_NAME
@@ -155,9 +156,11 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
 def load_adapter_into(encoder: VideoTextDualEncoder, directory: str | os.PathLike) -> VideoTextDualEncoder:
     """Load an artifact's tensors into `encoder`, which must be built with the same method and knobs on the
     backbone the artifact was trained on (same fingerprint, activation and image size). The encoder then
-    carries the artifact's evaluation settings as `encoder.evaluation` (None if it records none)."""
+    carries the artifact's evaluation settings (`evaluation_settings`: refused if it records none) as
+    `encoder.evaluation`."""
     directory = Path(directory)
     config = read_adapter_config(directory)
+    evaluation = evaluation_settings(config)
     check_backbone(encoder, config)
     if encoder.method != config.method or encoder.knobs != config.knobs:
         raise ArtifactError(
@@ -182,7 +185,7 @@ def load_adapter_into(encoder: VideoTextDualEncoder, directory: str | os.PathLik
                     f"{path}: {name} has shape {tuple(tensor.shape)}, expected {tuple(params[name].shape)}"
                 )
             params[name].copy_(tensor)
-    encoder.evaluation = config.evaluation
+    encoder.evaluation = evaluation
     return encoder
 
 

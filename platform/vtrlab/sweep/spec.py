@@ -32,7 +32,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from vtrlab.config import TRAIN_FIELDS, StrictModel, format_validation_error, load_model, shown
+from vtrlab.config import TRAIN_FIELDS, StrictModel, check_train_fields, format_validation_error, load_model, shown
 from vtrlab.errors import ConfigError
 from vtrlab.experiment import ExperimentSpec, RunBudget
 from vtrlab.train.metric_names import METRIC_KEYS, direction
@@ -160,7 +160,7 @@ def trial_spec(spec: SweepSpec, benchmark: str, method: str, sampled: dict[str, 
 
 def _check(spec: SweepSpec, source: str) -> None:
     from vtrlab.model.backbone import check_backbone
-    from vtrlab.model.methods import get_method
+    from vtrlab.model.methods import get_method, parse_knobs
 
     for method in spec.methods:
         try:
@@ -170,23 +170,29 @@ def _check(spec: SweepSpec, source: str) -> None:
     spec.check_common(source, set(spec.methods))
     check_backbone(spec.backbone, spec.weights, source)
     for method, plan in spec.methods.items():
+        parse_knobs(method, plan.knobs, source=f"{source}: methods.{method}.knobs")
+        check_train_fields(plan.train, f"methods.{method}.train", source)
         knob_names = _knob_names(method)
-        for key in plan.search:
+        for key, dimension in plan.search.items():
             if key not in knob_names and key not in TRAIN_FIELDS:
                 raise ConfigError(
                     f"{source}: methods.{method}.search.{key}: neither a knob of {method} "
                     f"({', '.join(sorted(knob_names)) or 'none'}) nor a training field"
                 )
+            if key not in knob_names:
+                for value in dimension.extremes():
+                    check_train_fields({key: value}, f"methods.{method}.search", source)
         for benchmark in spec.benchmark_names:
             _check_trials(spec, source, benchmark, method, plan)
 
 
 def _check_trials(spec: SweepSpec, source: str, benchmark: str, method: str, plan: MethodPlan) -> None:
     """Build the TrainSpec a trial would get at every edge of the space (each dimension at each of its
-    extremes, the others at their first), so a value no trial can run is refused before Ray starts."""
+    extremes, the others at their first), so a value no trial can run is refused before Ray starts. Each
+    field and knob was checked on its own (`_check`); what fails here is how they combine."""
     where = f"methods.{method}"
     base = {name: dimension.extremes()[0] for name, dimension in plan.search.items()}
-    cases: list[tuple[str, dict[str, Any]]] = [(f"{where}.knobs", base)]
+    cases: list[tuple[str, dict[str, Any]]] = [(where, base)]
     for name, dimension in plan.search.items():
         cases += [(f"{where}.search.{name}={shown(value)}", {**base, name: value}) for value in dimension.extremes()]
     for label, sampled in cases:

@@ -1,4 +1,4 @@
-"""Symmetric InfoNCE with negatives all-gathered across data-parallel workers (methods.md section 1).
+"""Symmetric InfoNCE with negatives all-gathered across data-parallel workers (methods.md section 1.3).
 
 Distributed contract (the open_clip ``ClipLoss`` approach, ``local_loss=False``): every rank
 all-gathers the text and video embeddings of the whole global batch, computes the full global

@@ -22,8 +22,9 @@ is unconfirmed), every open choice a knob:
 
 Text-conditioned selection never materialises texts x videos x frames x patches x width: keys, values and
 attention logits depend on the video only; a text only changes which patches are attended to, so each
-(text, video) pair costs a masked softmax over its video's logits, computed `pair_chunk` pairs at a time
-(working memory about pair_chunk x asa_heads x F^2 x P x 4 bytes; section 3.3).
+(text, video) pair costs a masked softmax over its video's logits, computed `PAIR_CHUNK` pairs at a time
+(working memory about PAIR_CHUNK x F x F*P x 5 bytes: the boolean attention mask and the float mask
+attention makes of it; no per-head logits are held; section 3.3).
 """
 
 from __future__ import annotations
