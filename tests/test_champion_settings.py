@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from mlflow.entities.model_registry import ModelVersion
 from mlflow.tracking import MlflowClient
 
 from model_helpers import tiny_model
@@ -14,6 +13,8 @@ from vtrlab.errors import ArtifactError
 from vtrlab.model.artifacts import EvaluationSettings, save_adapter
 from vtrlab.regress.champions import eval_plan
 from vtrlab.regress.suite import Entry, Suite, Tolerance
+from vtrlab.tracking.client import Tracker
+from vtrlab.tracking.records import VersionRecord
 
 pytestmark = pytest.mark.slow
 RECORDED = EvaluationSettings(benchmark="synthetic", split="test_multi", num_frames=4, max_words=16, batch_size=8)
@@ -33,9 +34,10 @@ def registry(tmp_path_factory) -> dict:
         run = client.create_run(experiment)
         client.log_artifacts(run.info.run_id, str(folder), artifact_path="adapter")
         client.set_terminated(run.info.run_id)
-        return client.create_model_version(
+        created = client.create_model_version(
             "vtrlab-synthetic-vtr-tiny", f"runs:/{run.info.run_id}/adapter", run.info.run_id
         )
+        return Tracker(uri).version(created.name, created.version)  # what the registry hands the planner
 
     return {"uri": uri, "register": register}
 
@@ -68,6 +70,6 @@ def test_a_champion_of_another_benchmark_or_without_settings_is_named(registry):
 
 def test_an_unreadable_source_is_named(registry, tmp_path: Path):
     version = registry["register"](RECORDED)
-    broken = ModelVersion(version.name, version.version, creation_timestamp=0, source=(tmp_path / "gone").as_uri())
+    broken = VersionRecord(version.model, version.version, version.run_id, source=(tmp_path / "gone").as_uri())
     with pytest.raises(ArtifactError, match=rf"version {version.version} \(.*gone/adapter_config\.json\): cannot read"):
         eval_plan(suite(), "synthetic", broken, registry["uri"])

@@ -263,14 +263,19 @@ def test_a_malformed_suite_names_the_file_and_the_key(world, tmp_path, change, e
     assert "bad.yaml" in message and f"{expected}:" in message, message
 
 
-def test_the_shipped_suites_load():
+def test_the_shipped_suites_load(tmp_path, monkeypatch):
     from vtrlab.regress.suite import load_suite
+
+    # the quickstart suite names the backbone `make demo` pretrains under $VTRLAB_HOME (checked to exist)
+    monkeypatch.setenv("VTRLAB_HOME", str(tmp_path))
+    (tmp_path / "backbones").mkdir()
+    (tmp_path / "backbones" / "vtr-tiny-synthetic-small.safetensors").touch()
 
     paper = load_suite(REPO / "sweeps" / "regression.yaml")
     assert paper.backbone == "ViT-B-16" and paper.seeds == [0, 1, 2]
-    assert set(paper.benchmarks) == {"msrvtt", "msvd", "lsmdc", "didemo", "activitynet"}
+    assert set(paper.benchmark_names) == {"msrvtt", "msvd", "lsmdc", "didemo", "activitynet"}
     quickstart = load_suite(REPO / "sweeps" / "regression-quickstart.yaml")
-    assert quickstart.benchmarks == ["synthetic"] and quickstart.backbone == "vtr-tiny"
+    assert quickstart.benchmark_names == ["synthetic"] and quickstart.backbone == "vtr-tiny"
 
 
 def _regress_invocation(command: str) -> tuple[str, list[str]]:

@@ -55,14 +55,12 @@ def recorded_config(version, tracking_uri: str):
     from vtrlab.model.adapter_config import CONFIG_NAME, cut, parse_adapter_config
     from vtrlab.tracking.client import Tracker
 
-    origin = f"{version.model} version {version.version} ({version.source})"
+    origin = f"{version.model} version {version.version} ({version.source.rstrip('/')}/{CONFIG_NAME})"
     with tempfile.TemporaryDirectory() as directory:
         try:
             local = adapter_dir(Tracker(tracking_uri).download_uri(version.source, directory), origin)
             text = (local / CONFIG_NAME).read_bytes()
-        except (OSError, ArtifactError) as err:
-            raise ArtifactError(f"{origin}: cannot read the adapter config ({cut(str(err))})") from err
-        except Exception as err:  # the store's own download errors
+        except Exception as err:  # OSError, ArtifactError and the store's own download errors alike
             raise ArtifactError(f"{origin}: cannot read the adapter config ({cut(str(err))})") from err
     return parse_adapter_config(text, origin)
 
