@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -53,7 +54,17 @@ def test_bad_values_and_unknown_names(tmp_path):
     del data["num_frames"]
     p = tmp_path / "bad.yaml"
     p.write_text(yaml.safe_dump(data))
-    with pytest.raises(ConfigError, match=r"protocol.*|num_frames"):
+    with pytest.raises(ConfigError) as ei:
         load_card(p)
+    lines = str(ei.value).splitlines()  # vtrlab.config's formatter: one `file: key: problem` line each
+    assert any(line.startswith(f"{p}: protocol: ") and "'two-caption'" in line for line in lines), lines
+    assert f"{p}: num_frames: Field required" in lines
     with pytest.raises(ConfigError, match="unknown benchmark"):
         load_card("kinetics")
+
+
+def test_bad_yaml_names_file_and_line(tmp_path):
+    p = tmp_path / "broken.yaml"
+    p.write_text("name: msvd\nsplits: [unclosed\n")
+    with pytest.raises(ConfigError, match=rf"{re.escape(str(p))}:? line \d+: not valid YAML"):
+        load_card(p)

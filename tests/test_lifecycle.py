@@ -113,14 +113,34 @@ def assert_accounted(tracker: Tracker, experiment: str, epochs: int) -> list:
     return runs
 
 
-def test_a_driver_killed_mid_trial_is_resumed_with_every_trial_accounted_once(world):
-    """The driver is SIGKILLed in the middle of the second trial's second epoch; `--resume` finishes the
-    sweep: nothing RUNNING, no epoch twice, every trial with all epochs FINISHED and not marked stopped,
-    one registry version."""
+def private_ray_of(driver: subprocess.Popen) -> str:
+    """The mark (and temp dir) of the private Ray a running `vtrlab sweep` started (its watchdog's)."""
+    import psutil
+
+    from vtrlab.ray_watchdog import MARK_ENV
+
+    for child in psutil.Process(driver.pid).children(recursive=True):
+        try:
+            mark = child.environ().get(MARK_ENV)
+        except psutil.Error:
+            continue
+        if mark:
+            return mark
+    raise AssertionError(f"the driver {driver.pid} has no private Ray")
+
+
+def test_a_driver_killed_mid_trial_is_resumed_with_every_trial_accounted_once(world, s3_bucket):
+    """The driver is SIGKILLed in the middle of the second trial's second epoch; its private Ray dies with
+    it, temp dir and all; `--resume` finishes the sweep from the state and checkpoints in S3: nothing
+    RUNNING, no epoch twice, every trial with all epochs FINISHED and not marked stopped, one registry
+    version."""
+    from vtrlab.ray_watchdog import marked_processes
+
     methods = {"mv-adapter": {"knobs": {"width": 16}, "search": {"lr": {"float": [1e-4, 1e-2], "log": True}}}}
-    spec = write_spec(world, "lc-kill", methods)
+    spec = write_spec(world, "lc-kill", methods, storage=f"{s3_bucket}/shared")
+    env = {**world["env"], **{k: v for k, v in os.environ.items() if k.startswith("AWS_")}}  # the S3 endpoint
     tracker = Tracker(world["server"].uri)
-    driver = start_sweep(spec, world["env"])
+    driver = start_sweep(spec, env)
 
     def second_trial_in_its_second_epoch():
         runs = sorted(trial_runs(tracker, "sweep-lc-kill"), key=lambda r: r.start_ms)
@@ -128,6 +148,8 @@ def test_a_driver_killed_mid_trial_is_resumed_with_every_trial_accounted_once(wo
 
     try:
         wait_for(second_trial_in_its_second_epoch, 900, "the second trial's first epoch", driver)
+        killed_ray = private_ray_of(driver)
+        assert marked_processes(killed_ray) and Path(killed_ray).is_dir()
         time.sleep(1.0)
         driver.send_signal(signal.SIGKILL)
         driver.wait(timeout=60)
@@ -135,11 +157,14 @@ def test_a_driver_killed_mid_trial_is_resumed_with_every_trial_accounted_once(wo
         if driver.poll() is None:
             driver.kill()
     assert any(run.status == RunState.RUNNING for run in trial_runs(tracker, "sweep-lc-kill"))
-    resumed = run_vtrlab(["sweep", str(spec), "--resume"], world["env"], timeout=1500)
+    resumed = run_vtrlab(["sweep", str(spec), "--resume"], env, timeout=1500)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-5000:]
+    assert not marked_processes(killed_ray), [(p.pid, p.name()) for p in marked_processes(killed_ray)]
+    assert not Path(killed_ray).exists()  # the killed driver's watchdog took the temp dir along
     runs = assert_accounted(tracker, "sweep-lc-kill", epochs=3)
     counted = [r for r in runs if "lost" not in r.tags.get("error", "")]
     assert len(counted) == 3  # the budget: a trial lost before Tune's snapshot was replaced, not doubled
+    assert all(r.tags["vtrlab.checkpoints"].startswith(f"{s3_bucket}/shared/") for r in runs)
     versions = tracker.versions(MODEL, {"sweep": "lc-kill"})
     assert len(versions) == 1, versions
 
@@ -246,20 +271,80 @@ def test_two_registrations_racing_leave_the_champion_on_the_better_version(track
 
 
 def test_a_half_uploaded_adapter_is_completed_before_it_counts(tracking, tmp_path):
+    """Directly, and as registration does it: the best trial's broken `adapter/` has no checkpoint left (skipped,
+    loudly); the next best's is uploaded again from its Ray Train checkpoint, then registered."""
     from model_helpers import tiny_model
     from vtrlab.model.artifacts import CONFIG_NAME, save_adapter
-    from vtrlab.train.tracked import adapter_intact, ensure_adapter_logged
+    from vtrlab.sweep.driver import register_best
+    from vtrlab.train.tracked import TAG_CHECKPOINTS, adapter_intact, ensure_adapter_logged
+    from vtrlab.tuning.runner import TrialOutcome
 
     tracker = Tracker(tracking["server"].uri)
-    run, _ = tracker.find_or_create_run("lc-upload", "upload/1", "upload", {})
     checkpoint = save_adapter(tiny_model("bottleneck", width=8), tmp_path / "checkpoint")
     partial = tmp_path / "partial"
     partial.mkdir()
     (partial / CONFIG_NAME).write_bytes((checkpoint / CONFIG_NAME).read_bytes())
-    tracker.log_dir(run.run_id, partial, "adapter")  # the tensor file never arrived
-    assert not adapter_intact(tracker, run.run_id)
-    ensure_adapter_logged(tracker, run.run_id, checkpoint)
-    assert adapter_intact(tracker, run.run_id)
+
+    def half_uploaded(key: str, checkpoints: Path | None) -> str:
+        run, _ = tracker.find_or_create_run("lc-upload", key, key.replace("/", "-"), {})
+        if checkpoints is not None:
+            tracker.set_tags(run.run_id, {TAG_CHECKPOINTS: str(checkpoints)})
+        tracker.log_dir(run.run_id, partial, "adapter")  # the tensor file never arrived
+        assert not adapter_intact(tracker, run.run_id)
+        return run.run_id
+
+    direct = half_uploaded("upload/1", None)
+    ensure_adapter_logged(tracker, direct, checkpoint)
+    assert adapter_intact(tracker, direct)
+
+    trained = tmp_path / "train" / "train-b"  # what Ray Train keeps: the newest checkpoint_* folder
+    save_adapter(tiny_model("bottleneck", width=8), trained / "checkpoint_000002")
+    lost = half_uploaded("upload/best", tmp_path / "train" / "train-a")  # its checkpoints are gone
+    completed = half_uploaded("upload/next", trained)
+    trials = [
+        TrialOutcome(trial, run_id, RunState.FINISHED, 3, 3, {"t2v_R1": value}, {}, method="bottleneck")
+        for trial, run_id, value in (("a", lost, 30.0), ("b", completed, 20.0), ("c", direct, 10.0))
+    ]
+    said: list[str] = []
+    registration = register_best(tracker, "vtrlab-lc-upload", trials, "t2v_R1", "max", {"sweep": "x"}, said.append)
+    assert registration is not None and registration.created
+    assert tracker.version("vtrlab-lc-upload", registration.version).run_id == completed
+    assert adapter_intact(tracker, completed)
+    assert not adapter_intact(tracker, lost)
+    (warning,) = said
+    assert warning.startswith(f"warning: run {lost} (trial a) not registered") and "holds no checkpoint" in warning
+
+
+def test_a_driver_that_stops_closes_its_running_children(tmp_path, monkeypatch):
+    """What a sweep or regression does when Ray dies under `tuner.fit()`: every RUNNING child of its run
+    ends FAILED with the reason; ended children and other parents' runs are left as they are (a real
+    MLflow store: SQLite in tmp)."""
+    from vtrlab.tracking.lifecycle import close_children
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("VTRLAB_HOME", str(tmp_path))
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}")
+
+    def run(key: str, parent: str | None = None) -> str:
+        return tracker.find_or_create_run("lc-close", key, key, {}, parent_run_id=parent)[0].run_id
+
+    parent, other = run("sweep/a"), run("sweep/b")
+    running = [run(f"sweep/a/{i}", parent) for i in range(3)]
+    finished, killed, neighbour = run("sweep/a/done", parent), run("sweep/a/asha", parent), run("sweep/b/0", other)
+    tracker.end_run(finished, RunState.FINISHED)
+    tracker.end_run(killed, RunState.KILLED)
+    tracker.end_run(parent, RunState.FAILED, error="RaySystemError: the Ray cluster died")
+    closed = close_children(tracker, parent, "the sweep stopped: RaySystemError: the Ray cluster died")
+    assert sorted(c.run_id for c in closed) == sorted(running)
+    for run_id in running:
+        record = tracker.run(run_id)
+        assert record.status == RunState.FAILED and "Ray cluster died" in record.tags["error"], record
+    assert tracker.run(finished).status == RunState.FINISHED and "error" not in tracker.run(finished).tags
+    assert tracker.run(killed).status == RunState.KILLED
+    assert tracker.run(neighbour).status == RunState.RUNNING and tracker.run(other).status == RunState.RUNNING
+    assert close_children(tracker, parent, "again") == []
+    tracker.find_or_create_run("lc-close", "sweep/a/0", "sweep/a/0", {}, parent_run_id=parent)  # a resume
+    assert tracker.run(running[0]).status == RunState.RUNNING
 
 
 def test_a_run_key_in_two_experiments_is_an_error_not_a_guess(tracking):

@@ -31,9 +31,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from vtrlab.config import load_model, validate_model
 from vtrlab.errors import ConfigError
 
 Protocol = Literal["one-caption", "multi-caption", "paragraph"]
@@ -95,27 +95,9 @@ class DatasetCard(BaseModel):
         return self.protocol
 
 
-def _fmt_loc(loc: tuple) -> str:
-    return ".".join(str(p) for p in loc) or "<root>"
-
-
 def card_from_dict(data: dict, source: str = "<dict>") -> DatasetCard:
-    """Validate a parsed card; errors name the key and ``source``."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: a dataset card must be a YAML mapping, got {type(data).__name__}")
-    try:
-        return DatasetCard.model_validate(data)
-    except ValidationError as exc:
-        msgs = []
-        for err in exc.errors():
-            loc = _fmt_loc(err["loc"])
-            if err["type"] == "extra_forbidden":
-                msgs.append(f"unknown key {loc!r}")
-            elif err["type"] == "missing":
-                msgs.append(f"missing key {loc!r}")
-            else:
-                msgs.append(f"key {loc!r}: {err['msg']} (got {err.get('input')!r})")
-        raise ConfigError(f"{source}: invalid dataset card: " + "; ".join(msgs)) from None
+    """Validate a parsed card; errors name ``source`` and each key at fault (`vtrlab.config`'s formatter)."""
+    return validate_model(DatasetCard, data, source)
 
 
 def card_path(name: str) -> Path:
@@ -133,8 +115,4 @@ def load_card(name_or_path: str | Path) -> DatasetCard:
         path = Path(s)
         if not path.is_file():
             raise ConfigError(f"{path}: dataset card file not found")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    return card_from_dict(data, source=str(path))
+    return load_model(path, DatasetCard)

@@ -15,6 +15,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from vtrlab.regress.report import ReportHeader, overall, write_report
 from vtrlab.regress.suite import load_suite
 from vtrlab.regress.verdicts import REGRESSION
 from vtrlab.tracking.client import Tracker
-from vtrlab.tracking.lifecycle import Heartbeat
+from vtrlab.tracking.lifecycle import Heartbeat, close_children
 from vtrlab.tracking.provenance import git_commit
 from vtrlab.tracking.records import RunState
 from vtrlab.tracking.store import check_tracking_server, tracking_uri
@@ -149,6 +150,8 @@ class RegressionRunner:
         except BaseException as err:
             reason = "interrupted (SIGINT/SIGTERM)" if isinstance(err, KeyboardInterrupt) else one_line(err)
             tracker.end_run(parent_id, RunState.FAILED, error=reason)
+            with suppress(Exception):  # else `vtrlab reconcile` closes them: their parent has ended
+                close_children(tracker, parent_id, f"the regression stopped: {reason}")
             raise
         if results and all(not r.finished for r in results):
             errors = "; ".join(f"{r.key}: {r.extra.get('error', 'failed')}" for r in results)

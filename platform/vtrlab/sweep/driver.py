@@ -19,6 +19,8 @@ whole cluster and surviving the head), else under $VTRLAB_HOME/sweeps/<name>:
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,7 @@ from vtrlab.paths import vtrlab_home
 from vtrlab.storage import join_url
 from vtrlab.sweep.spec import SweepSpec, changed_keys, load_sweep_spec, trial_spec
 from vtrlab.tracking.client import Tracker
-from vtrlab.tracking.lifecycle import Heartbeat
+from vtrlab.tracking.lifecycle import Heartbeat, close_children
 from vtrlab.tracking.provenance import git_commit, provenance_params
 from vtrlab.tracking.records import TAG_KIND, RunState
 from vtrlab.tracking.registry import Registration
@@ -225,6 +227,8 @@ class SweepRunner:
 
             reason = "interrupted (SIGINT/SIGTERM)" if isinstance(err, KeyboardInterrupt) else one_line(err)
             tracker.end_run(parent.run_id, RunState.FAILED, error=f"{reason}; `vtrlab sweep --resume` continues it")
+            with suppress(Exception):  # else `vtrlab reconcile` closes them: their parent has ended
+                close_children(tracker, parent.run_id, f"the sweep stopped: {reason}; `--resume` continues it")
             raise
         wall = time.perf_counter() - started
         outcome = SweepOutcome(self.spec.name, parent.run_id, self.experiment, trials, registrations, wall, notes)
@@ -299,8 +303,7 @@ class SweepRunner:
     def _register_best(
         self, tracker: Tracker, benchmark: str, trials: list[TrialOutcome]
     ) -> tuple[Registration | None, str | None]:
-        from vtrlab.errors import ArtifactError
-        from vtrlab.tracking.registry import register_adapter, registered_model_name
+        from vtrlab.tracking.registry import registered_model_name
 
         if self.spec.weights is None:
             return None, (
@@ -308,26 +311,39 @@ class SweepRunner:
                 "could rebuild to use the adapter; give a pretrained tag or a weights file"
             )
         objective = self.spec.objective
-        sign = 1 if objective.mode == "max" else -1
-        candidates = [
-            t
-            for t in trials
-            if t.benchmark == benchmark and t.state == RunState.FINISHED and objective.metric in t.metrics
-        ]
-        candidates = sorted(candidates, key=lambda t: -sign * t.metrics[objective.metric])
         tags = {"sweep": self.spec.name, "benchmark": benchmark, "backbone": self.spec.backbone}
-        for best in candidates:
-            try:
-                registration = register_adapter(
-                    tracker,
-                    registered_model_name(benchmark, self.spec.backbone),
-                    best.run_id,
-                    best.metrics,
-                    objective.metric,
-                    objective.mode,
-                    tags={**tags, "method": best.method},
-                )
-            except ArtifactError:
-                continue  # its adapter does not verify (an upload that broke off): the next best
-            return registration, None
-        return None, f"{benchmark}: not registered: no finished trial with an intact adapter and {objective.metric}"
+        candidates = [t for t in trials if t.benchmark == benchmark]
+        model = registered_model_name(benchmark, self.spec.backbone)
+        registration = register_best(tracker, model, candidates, objective.metric, objective.mode, tags, self.say)
+        if registration is None:
+            return None, f"{benchmark}: not registered: no finished trial with an intact adapter and {objective.metric}"
+        return registration, None
+
+
+def register_best(
+    tracker: Tracker,
+    model: str,
+    trials: list[TrialOutcome],
+    metric: str,
+    mode: str,
+    tags: dict[str, str],
+    say: Callable[[str], None] = print,
+) -> Registration | None:
+    """Register the best FINISHED trial of `trials` on `metric` as a version of `model`. A trial whose adapter
+    upload broke off is completed from its checkpoint first (`complete_adapter`); one that cannot be (no
+    checkpoint left, a broken one) is skipped with a warning naming its run, for the next best."""
+    from vtrlab.errors import ArtifactError, StorageError
+    from vtrlab.tracking.registry import register_adapter
+    from vtrlab.tuning.runner import complete_adapter
+
+    sign = 1 if mode == "max" else -1
+    candidates = [t for t in trials if t.state == RunState.FINISHED and metric in t.metrics]
+    for best in sorted(candidates, key=lambda t: -sign * t.metrics[metric]):
+        try:
+            complete_adapter(tracker, best.run_id)
+            return register_adapter(
+                tracker, model, best.run_id, best.metrics, metric, mode, tags={**tags, "method": best.method}
+            )
+        except (ArtifactError, StorageError) as err:
+            say(f"warning: run {best.run_id} (trial {best.trial_id}) not registered, trying the next best: {err}")
+    return None

@@ -343,9 +343,7 @@ class Tracker:
         return (f"models:/{ready[0].model_id}", ready[0].model_id) if ready else None
 
     @_guarded
-    def log_adapter_model(
-        self, run_id: str, adapter_dir: str | os.PathLike, embed_dim: int, name: str
-    ) -> tuple[str, str]:
+    def log_adapter_model(self, run_id: str, adapter_dir: str | os.PathLike, name: str) -> tuple[str, str]:
         """Log an adapter directory as the MLflow pyfunc model `name` of run `run_id` (logged as code, see
         `vtrlab.tracking.adapter_model`; once per run: an existing one is returned); (model URI, model id)."""
         existing = self.logged_model_of(run_id, name)
@@ -375,6 +373,7 @@ class Tracker:
         try:
             with quiet_progress():
                 info = Model.log(
+                    artifact_path=None,  # deprecated for `name`, but still a required argument (MLflow 3.17)
                     name=name,
                     flavor=mlflow.pyfunc,
                     run_id=run_id,

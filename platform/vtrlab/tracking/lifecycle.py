@@ -5,8 +5,9 @@ A driver (`vtrlab sweep`, `vtrlab regress`, `vtrlab train`) tags its top-level r
 (host:pid) and refreshes `vtrlab.heartbeat` (unix seconds) every `interval` seconds. A RUNNING top-level
 run is *stale* when its driver is a dead process on this host, or its heartbeat is older than
 `stale_after`; its RUNNING children are stale with it. `reconcile` ends stale runs FAILED with the reason,
-so `vtrlab compare` never reads a run that will not change again as if it were running. A resumed sweep
-sets its runs RUNNING again and continues them.
+so `vtrlab compare` never reads a run that will not change again as if it were running. A driver that
+stops with an error (Ray died under `tuner.fit()`, an interrupt) closes its own RUNNING children the same
+way (`close_children`). A resumed sweep sets its runs RUNNING again and continues them.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from vtrlab.tracking.client import Tracker
-from vtrlab.tracking.records import TAG_DRIVER, TAG_HEARTBEAT, RunRecord, RunState
+from vtrlab.tracking.client import Tracker, tag_filter
+from vtrlab.tracking.records import TAG_DRIVER, TAG_HEARTBEAT, TAG_PARENT, RunRecord, RunState
 
 HEARTBEAT_SECONDS = 30.0
 DEFAULT_STALE_SECONDS = 600.0
@@ -96,7 +97,6 @@ def reconcile(tracker: Tracker, experiment_ids: list[str], stale_after: float = 
     runs that are gone or already ended; returns what was closed."""
     running = tracker.search_runs(experiment_ids, "attributes.status = 'RUNNING'")
     by_id = {run.run_id: run for run in running}
-    closed: list[Closed] = []
     stale: dict[str, str] = {}
     for run in running:
         if run.parent_id is None:
@@ -115,13 +115,34 @@ def reconcile(tracker: Tracker, experiment_ids: list[str], stale_after: float = 
             parent_state = None
         if parent_state is None or parent_state.terminal:
             stale[run.run_id] = f"its parent run {parent} has ended"
+    orphan = "its parent run {parent} was left by a dead driver ({reason})"
+    return _close(tracker, running, stale, orphan, prefix="driver lost: ")
+
+
+def close_children(tracker: Tracker, parent_run_id: str, reason: str) -> list[Closed]:
+    """End FAILED, with `reason` as their error, the RUNNING child runs of `parent_run_id` (a sweep's trials,
+    a regression's seeds), for a driver that gives up on them: Ray died under `tuner.fit()`, or it was
+    interrupted (a resume sets the runs it continues RUNNING again). Returns what was closed."""
+    parent = tracker.run(parent_run_id)
+    running = tracker.search_runs(
+        [parent.experiment_id], f"attributes.status = 'RUNNING' and {tag_filter({TAG_PARENT: parent_run_id})}"
+    )
+    return _close(tracker, running, {parent_run_id: reason}, "{reason}")
+
+
+def _close(
+    tracker: Tracker, running: list[RunRecord], stale: dict[str, str], orphan: str, prefix: str = ""
+) -> list[Closed]:
+    """End FAILED each run of `running` that is in `stale` (its reason) or whose parent is (`orphan`, given
+    `parent` and the parent's `reason`), with `prefix` + the reason as its error."""
+    closed: list[Closed] = []
     for run in running:
         if run.run_id in stale:
             reason = stale[run.run_id]
         elif run.parent_id in stale:
-            reason = f"its parent run {run.parent_id} was left by a dead driver ({stale[run.parent_id]})"
+            reason = orphan.format(parent=run.parent_id, reason=stale[run.parent_id])
         else:
             continue
-        tracker.end_run(run.run_id, RunState.FAILED, error=f"driver lost: {reason}")
+        tracker.end_run(run.run_id, RunState.FAILED, error=f"{prefix}{reason}")
         closed.append(Closed(run.run_id, run.name, run.experiment_id, reason))
     return closed

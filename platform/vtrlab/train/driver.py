@@ -13,7 +13,7 @@ from vtrlab.tracking.lifecycle import Heartbeat
 from vtrlab.tracking.provenance import provenance_params
 from vtrlab.tracking.store import check_tracking_server, tracking_uri
 from vtrlab.train.preflight import check_cluster_fits, check_data_readable, trial_shape
-from vtrlab.train.tracked import RunIdentity, one_line, run_tags, run_tracked, start_run
+from vtrlab.train.tracked import RunIdentity, one_line, open_run, run_tags, run_tracked
 
 
 def train(
@@ -40,7 +40,7 @@ def train(
     name = f"{spec.benchmark}-{spec.method}-{uuid.uuid4().hex[:8]}"
     identity = RunIdentity(experiment, key=f"train/{name}", name=name, tags=run_tags(spec, "train"))
     tracker = Tracker(uri)
-    run_id = start_run(tracker, spec, identity)
+    run_id = open_run(tracker, identity).run_id  # `run_tracked` counts the attempt and logs the spec's params
     tracker.log_params(run_id, provenance_params("vtrlab train", "-", {spec.benchmark: manifest}))
     with Heartbeat(tracker, run_id):
         try:

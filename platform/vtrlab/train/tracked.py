@@ -28,7 +28,7 @@ from vtrlab.config import TrainSpec
 from vtrlab.errors import ArtifactError, StorageError, VtrlabError
 from vtrlab.tracking.client import Tracker
 from vtrlab.tracking.provenance import flatten_params
-from vtrlab.tracking.records import TAG_KIND, RunState
+from vtrlab.tracking.records import TAG_KIND, RunRecord, RunState
 
 ADAPTER_DIR = "adapter"
 TAG_ATTEMPTS = "vtrlab.attempts"
@@ -158,11 +158,18 @@ def ensure_adapter_from_checkpoint(tracker: Tracker, run_id: str, checkpoint) ->
 # ---- the run -------------------------------------------------------------------------------------
 
 
-def start_run(tracker: Tracker, spec: TrainSpec, identity: RunIdentity) -> str:
-    """Find or create the run, log its params once, count the attempt; returns its id."""
+def open_run(tracker: Tracker, identity: RunIdentity) -> RunRecord:
+    """Find or create the run `identity`, RUNNING, counting no attempt (a driver that logs provenance
+    before `run_tracked` opens it so)."""
     run, _ = tracker.find_or_create_run(
         identity.experiment, identity.key, identity.name, identity.tags, identity.parent_run_id
     )
+    return run
+
+
+def start_run(tracker: Tracker, spec: TrainSpec, identity: RunIdentity) -> str:
+    """Find or create the run, log its params once, count the attempt; returns its id."""
+    run = open_run(tracker, identity)
     tracker.log_params(run.run_id, run_params(spec))
     attempts = int(run.tags.get(TAG_ATTEMPTS, "0")) + 1
     tracker.set_tags(run.run_id, {TAG_ATTEMPTS: attempts})

@@ -28,10 +28,18 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from vtrlab.config import TrainSpec
-from vtrlab.errors import Interrupted
+from vtrlab.errors import ArtifactError, Interrupted
 from vtrlab.tracking.client import Tracker
 from vtrlab.tracking.records import TAG_STOPPED, RunState
-from vtrlab.train.tracked import RunIdentity, ensure_adapter_logged, one_line, run_tracked, start_run
+from vtrlab.train.tracked import (
+    TAG_CHECKPOINTS,
+    RunIdentity,
+    adapter_intact,
+    ensure_adapter_logged,
+    one_line,
+    run_tracked,
+    start_run,
+)
 from vtrlab.tuning.ledger import Ledger
 
 TAG_GROUP = "vtrlab.group"  # every run of one Tune experiment (a sweep's pair, a regression) carries it
@@ -298,6 +306,21 @@ def _finish(tracker: Tracker, run_id: str, job: TuneJob, trial_id: str) -> None:
     with latest_checkpoint(_join(job.root, "train", f"train-{trial_id}")) as directory:
         ensure_adapter_logged(tracker, run_id, directory)
     tracker.end_run(run_id, RunState.FINISHED)
+
+
+def complete_adapter(tracker: Tracker, run_id: str) -> None:
+    """Make run `run_id`'s `adapter/` intact before it counts: an upload that broke off (a half-uploaded
+    adapter) is done again from the newest checkpoint of the run's Ray Train run (its `vtrlab.checkpoints`
+    tag, a folder or s3:// URL the driver reads like the workers); ArtifactError when there is none."""
+    if adapter_intact(tracker, run_id):
+        return
+    location = tracker.run(run_id).tags.get(TAG_CHECKPOINTS)
+    if not location:
+        raise ArtifactError(f"run {run_id}: its adapter is missing or broken and the run names no checkpoints")
+    with latest_checkpoint(location) as directory:
+        if directory is None:
+            raise ArtifactError(f"run {run_id}: its adapter is missing or broken and {location} holds no checkpoint")
+        ensure_adapter_logged(tracker, run_id, directory)
 
 
 def _close_lost(job: TuneJob, tracker: Tracker, known: set[str]) -> None:
