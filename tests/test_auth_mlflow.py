@@ -5,11 +5,13 @@ registers a version and moves an alias; several processes writing at once meet n
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -207,18 +209,52 @@ def test_concurrent_writers_meet_no_database_lock(mlflow_auth, as_user):
     assert "database is locked" not in log and "deadlock" not in log.lower()
 
 
+@contextlib.contextmanager
+def as_admin(mlflow_auth) -> Iterator[None]:
+    """Inside: this process's MLflow clients are the server's admin (the credentials before are restored)."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in CRED_VARS:
+            patch.delenv(name, raising=False)
+        patch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+        patch.setenv("MLFLOW_TRACKING_PASSWORD", mlflow_auth["admin"])
+        yield
+
+
 def test_submitted_sweep_with_credentials_registers_and_moves_the_champion(
-    mlflow_auth, synth_small, pretrained_backbone, tmp_path
+    mlflow_auth, as_user, synth_small, pretrained_backbone, tmp_path
 ):
     """The cluster road end to end: `vtrlab submit` from a machine without MLflow credentials to a Ray head
-    whose node holds them in MLflow's credentials file; the sweep logs, registers and moves `champion` on the
-    basic-auth server, and the job's runtime environment (what the dashboard shows) holds no secret."""
+    whose node holds them in MLflow's credentials file; the sweep logs, registers and moves `champion` (from
+    an older, worse version the admin registered) on the basic-auth server, and the job's runtime environment
+    (what the dashboard shows) holds no secret. The jobs' user may register there only once the admin grants
+    it EDIT on the model, and a sweep checks that before it starts (read-only)."""
     import time
 
     import yaml
+    from mlflow.server.auth.client import AuthServiceClient
 
     from servers import run_vtrlab
-    from vtrlab.cluster import LocalRay
+    from vtrlab.cluster import LocalRay, refresh_ray_auth
+    from vtrlab.tracking.client import Tracker
+    from vtrlab.tracking.registry import CHAMPION, register_run
+    from vtrlab.train.preflight import check_registry_writable
+
+    uri, model = mlflow_auth["uri"], "vtrlab-synthetic-vtr-tiny"
+    with as_admin(mlflow_auth):  # the current champion: an older, worse version owned by the admin
+        admin = Tracker(uri)
+        older_run, _ = admin.find_or_create_run("older-champion", "older/1", "older", {})
+        source = f"runs:/{older_run.run_id}/adapter"
+        older = register_run(admin, model, older_run.run_id, source, {"t2v_R1": 0.0}, "t2v_R1", "max", {})
+        assert older.alias == CHAMPION
+        AuthServiceClient(uri).grant_user_permission(mlflow_auth["user"], "registered_model", model, "READ")
+    as_user(mlflow_auth["user"], mlflow_auth["password"])
+    with pytest.raises(ConfigError, match=rf"user 'vtrlab' has READ on registered model '{model}'.*needs EDIT"):
+        check_registry_writable(uri, [model], "authenticated.yaml")
+    with as_admin(mlflow_auth):
+        AuthServiceClient(uri).revoke_user_permission(mlflow_auth["user"], "registered_model", model)
+        AuthServiceClient(uri).grant_user_permission(mlflow_auth["user"], "registered_model", model, "EDIT")
+    check_registry_writable(uri, [model], "authenticated.yaml")
+    as_user(None)
 
     node_home = tmp_path / "node-home"
     (node_home / ".mlflow").mkdir(parents=True)
@@ -254,28 +290,29 @@ def test_submitted_sweep_with_credentials_registers_and_moves_the_champion(
             status = run_vtrlab(["jobs", "status", job_id, "--address", head.dashboard_url], env).stdout.strip()
         logs = run_vtrlab(["jobs", "logs", job_id, "--address", head.dashboard_url], env).stdout
         assert status == "SUCCEEDED", logs[-4000:]
+        assert "previous champion 0.00" in " ".join(logs.split()), logs[-4000:]
         from ray.job_submission import JobSubmissionClient
 
-        os.environ.update(head.client_env())
         try:
-            from vtrlab.cluster import refresh_ray_auth
-
-            refresh_ray_auth()
-            shown = str(JobSubmissionClient(head.dashboard_url).get_job_info(job_id))
+            with pytest.MonkeyPatch.context() as client_env:  # the head's token for this process, then restored
+                client_env.delenv("RAY_AUTH_TOKEN", raising=False)
+                for name, value in head.client_env().items():
+                    client_env.setenv(name, value)
+                refresh_ray_auth()
+                shown = str(JobSubmissionClient(head.dashboard_url).get_job_info(job_id))
         finally:
-            for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS"):
-                os.environ.pop(k, None)
             refresh_ray_auth()
     finally:
         head.stop()
     assert mlflow_auth["password"] not in shown and "MLFLOW_TRACKING_PASSWORD" not in shown
-    os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = "admin", mlflow_auth["admin"]
-    try:
-        client = MlflowClient(mlflow_auth["uri"])
+    with as_admin(mlflow_auth):
+        client = MlflowClient(uri)
         experiment = client.get_experiment_by_name("sweep-authenticated")
         assert experiment is not None and client.search_runs([experiment.experiment_id])
-        champion = client.get_model_version_by_alias("vtrlab-synthetic-vtr-tiny", "champion")
+        champion = client.get_model_version_by_alias(model, "champion")
+        assert champion.version != older.version  # moved from the older version to the sweep's
         assert client.get_run(champion.run_id).info.experiment_id == experiment.experiment_id
-    finally:
-        os.environ.pop("MLFLOW_TRACKING_USERNAME")
-        os.environ.pop("MLFLOW_TRACKING_PASSWORD")
+        assert float(champion.tags["metric.t2v_R1"]) > 0.0
+        assert sorted(v.version for v in client.search_model_versions(f"name='{model}'")) == sorted(
+            [older.version, champion.version]
+        )

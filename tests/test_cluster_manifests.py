@@ -1,5 +1,6 @@
 """Every shipped deployment manifest (ray_cluster.yaml, jobs/*.yaml, the regression workflow) keeps Ray's
-token authentication on, runs MLflow only with basic-auth on PostgreSQL, and holds no secret in plain text."""
+token authentication on, runs MLflow only with basic-auth on PostgreSQL, and holds no secret in plain text; the
+Ray clusters autoscale and keep the trial drivers of the specs they run off spot nodes."""
 
 from __future__ import annotations
 
@@ -143,3 +144,112 @@ def test_the_check_finds_a_kuberay_cluster_without_auth():
     docs = _load(REPO / "jobs/rayjob.yaml")
     del docs[0]["spec"]["rayClusterSpec"]["authOptions"]
     assert any("authOptions" in p for p in problems_of(docs, "rayjob.yaml"))
+
+
+# ---- trial drivers stay off spot nodes ------------------------------------------------------------------
+
+DRIVER_RESOURCE = "vtrlab_driver"
+# the shipped manifests and the specs they run (the KubeRay jobs name theirs in their entrypoint)
+DRIVER_ROADS = {
+    "ray_cluster.yaml": ["sweeps/paper.yaml", "sweeps/regression.yaml"],
+    "jobs/rayjob.yaml": None,
+    "jobs/regression-raycronjob.yaml": None,
+}
+
+
+def _ray_start_resources(params: dict) -> dict[str, float]:
+    """KubeRay's rayStartParams as Ray resources: num-cpus, num-gpus and the JSON string of `resources`."""
+    import json
+
+    resources = {}
+    if "resources" in params:
+        text = json.loads(params["resources"])  # KubeRay's documented form: a JSON string holding a JSON object
+        resources.update(json.loads(text) if isinstance(text, str) else text)
+    for key, name in (("num-cpus", "CPU"), ("num-gpus", "GPU")):
+        if key in params:
+            resources[name] = float(params[key])
+    return resources
+
+
+def node_groups(doc: dict) -> tuple[list[tuple[str, dict, bool]], list[str]]:
+    """([(group, Ray resources it declares, whether it may be spot)], [specs its job runs])."""
+    if "available_node_types" in doc:  # the cluster launcher
+        groups = []
+        for name, node_type in doc["available_node_types"].items():
+            market = (node_type.get("node_config", {}).get("InstanceMarketOptions") or {}).get("MarketType")
+            groups.append((name, dict(node_type.get("resources") or {}), market == "spot" or "spot" in name))
+        return groups, []
+    job = doc["spec"].get("jobTemplate", doc["spec"])
+    cluster = job["rayClusterSpec"]
+    head = cluster["headGroupSpec"]
+    groups = [("head", _ray_start_resources(head.get("rayStartParams") or {}), False)]
+    for worker in cluster.get("workerGroupSpecs") or []:  # a worker pool may be spot: never trust it with drivers
+        groups.append((worker["groupName"], _ray_start_resources(worker.get("rayStartParams") or {}), True))
+    return groups, re.findall(r"sweeps/[\w.-]+\.yaml", job.get("entrypoint", ""))
+
+
+def driver_problems(doc: dict, name: str, specs: list[str]) -> list[str]:
+    """Why trial drivers of `specs` could land on a spot node of manifest `name`, or find no node."""
+    groups, named = node_groups(doc)
+    problems = []
+    if "kind" in doc and not doc["spec"].get("jobTemplate", doc["spec"])["rayClusterSpec"].get(
+        "enableInTreeAutoscaling"
+    ):
+        problems.append(f"{name}: the cluster does not autoscale (enableInTreeAutoscaling)")
+    for spec_path in specs or named:
+        budget = yaml.safe_load((REPO / spec_path).read_text()).get("budget") or {}
+        resource = budget.get("driver_resource")
+        if resource is None:
+            problems.append(f"{name}: {spec_path} places its trial drivers anywhere (no budget.driver_resource)")
+            continue
+        offering = [(group, res, spot) for group, res, spot in groups if res.get(resource, 0) > 0]
+        if not offering:
+            problems.append(f"{name}: no node offers {resource}, which {spec_path} asks for")
+        problems += [f"{name}: spot group {g} offers {resource}" for g, _, spot in offering if spot]
+        needed = budget.get("cpus_per_trial", 0.1) * budget.get("max_concurrent", 2)
+        if offering and not any(res.get("CPU", 0) >= needed for _, res, spot in offering if not spot):
+            problems.append(f"{name}: no node offering {resource} has the {needed:g} CPUs of {spec_path}'s drivers")
+    return problems
+
+
+@pytest.mark.parametrize("path", list(DRIVER_ROADS), ids=lambda p: Path(p).name)
+def test_trial_drivers_are_kept_off_spot_nodes(path):
+    (doc,) = _load(REPO / path)
+    assert driver_problems(doc, path, DRIVER_ROADS[path]) == []
+    assert node_groups(doc)[1] or DRIVER_ROADS[path]  # every road names the specs it runs
+
+
+def test_the_shipped_cluster_specs_ask_for_the_driver_resource():
+    for spec_path in ("sweeps/paper.yaml", "sweeps/regression.yaml"):
+        assert yaml.safe_load((REPO / spec_path).read_text())["budget"]["driver_resource"] == DRIVER_RESOURCE
+
+
+@pytest.mark.parametrize(
+    ("path", "change", "found"),
+    [
+        ("ray_cluster.yaml", lambda d: d["available_node_types"]["head"]["resources"].pop(DRIVER_RESOURCE), "no node"),
+        (
+            "ray_cluster.yaml",
+            lambda d: d["available_node_types"]["gpu_spot"].update(resources={DRIVER_RESOURCE: 1, "CPU": 48}),
+            "spot group gpu_spot",
+        ),
+        ("ray_cluster.yaml", lambda d: d["available_node_types"]["head"]["resources"].update(CPU=0), "CPUs"),
+        (
+            "jobs/rayjob.yaml",
+            lambda d: d["spec"]["rayClusterSpec"]["headGroupSpec"]["rayStartParams"].pop("resources"),
+            "no node",
+        ),
+        ("jobs/rayjob.yaml", lambda d: d["spec"]["rayClusterSpec"].pop("enableInTreeAutoscaling"), "autoscale"),
+        (
+            "jobs/regression-raycronjob.yaml",
+            lambda d: d["spec"]["jobTemplate"]["rayClusterSpec"]["workerGroupSpecs"][0]["rayStartParams"].update(
+                resources='"{\\"vtrlab_driver\\": 1}"'
+            ),
+            "spot group gpu",
+        ),
+    ],
+)
+def test_the_check_finds_drivers_that_spot_nodes_can_take(path, change, found):
+    (doc,) = _load(REPO / path)
+    change(doc)
+    assert any(found in p for p in driver_problems(doc, path, DRIVER_ROADS[path]))

@@ -211,6 +211,11 @@ def start_local_ray(num_cpus: int | None = None) -> str:
     return _LOCAL.address
 
 
+def private_ray_running() -> bool:
+    """Whether this process runs its private local Ray (a fixed set of nodes: nothing autoscales it)."""
+    return _LOCAL is not None
+
+
 def stop_local_ray() -> None:
     """Stop the private local Ray started by this process, if any, and restore the Ray settings it replaced."""
     global _LOCAL

@@ -18,11 +18,22 @@ def sweep_command(
     resume: Annotated[bool, typer.Option(help="continue the interrupted sweep of this spec")] = False,
     verbose: Annotated[bool, typer.Option(help="Ray Tune's status tables and the workers' logs")] = False,
     strict: Annotated[bool, typer.Option(help="exit 4 when any trial failed (default: only when all did)")] = False,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            help="shared storage for the sweep's state and checkpoints, e.g. s3://bucket/prefix (overrides the "
+            "spec's `storage`; give the same one to --resume)"
+        ),
+    ] = None,
 ) -> None:
     """Ray Tune + Optuna + ASHA over the spec's methods x benchmarks; MLflow tracks every trial.
 
+    With `storage` (the spec's or --storage) the sweep's state, Tune's experiment and the checkpoints live
+    there, not on this machine: `--resume` continues from there on any machine (a new head included).
+
     Exit codes: 0 done (a warning line counts failed trials), 2 bad input, 4 every trial failed (any, with
     --strict), 130 interrupted (state saved: --resume continues)."""
+    from vtrlab.storage import normalize_url
     from vtrlab.sweep.driver import SweepRunner
 
     console = Console(stderr=True, soft_wrap=True, highlight=False)
@@ -32,9 +43,28 @@ def sweep_command(
         resume=resume,
         verbose=verbose,
         strict=strict,
+        overrides={"storage": normalize_url(storage)} if storage else None,  # a local path made absolute
         say=lambda line: console.print(escape(line)),
     )
+    check_writable(runner)
     print_sweep_outcome(runner.run())
+
+
+def check_writable(runner) -> None:
+    """Before anything starts: the sweep's storage takes a write, and the registry the sweep registers in
+    lets this user add versions (see `vtrlab.train.preflight`)."""
+    import os
+
+    from vtrlab.tracking.registry import registered_model_name
+    from vtrlab.train.preflight import check_registry_writable, check_storage_writable
+
+    spec = runner.spec
+    if spec.storage:
+        check_storage_writable(spec.storage, runner.source)
+    uri = os.environ.get("MLFLOW_TRACKING_URI")  # a server; the embedded store has no permissions
+    if uri and spec.register_best and spec.weights is not None:
+        models = [registered_model_name(benchmark, spec.backbone) for benchmark in spec.benchmark_names]
+        check_registry_writable(uri, models, runner.source)
 
 
 def print_sweep_outcome(outcome) -> None:

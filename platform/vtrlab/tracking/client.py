@@ -368,6 +368,14 @@ class Tracker:
                 requirements.append(f"{package}=={version(package)}")
             except PackageNotFoundError:
                 requirements.append(package)
+        # Created here, in the run's own experiment: `Model.log` would create it in the active experiment
+        # (Default, where a basic-auth server refuses users who may write only their sweep's experiment).
+        logged = self._client.create_logged_model(
+            experiment_id=self._client.get_run(run_id).info.experiment_id,
+            name=name,
+            source_run_id=run_id,
+            tags={"vtrlab.run_id": run_id},
+        )
         previous = mlflow.get_tracking_uri()
         mlflow.set_tracking_uri(self.uri)
         try:
@@ -377,12 +385,12 @@ class Tracker:
                     name=name,
                     flavor=mlflow.pyfunc,
                     run_id=run_id,
+                    model_id=logged.model_id,  # finalised READY (or FAILED) by Model.log
                     python_model=str(Path(__file__).with_name("adapter_model.py")),
                     artifacts={"adapter": str(adapter_dir)},
                     code_paths=[str(Path(vtrlab.__file__).parent)],
                     signature=signature,
                     pip_requirements=requirements,
-                    tags={"vtrlab.run_id": run_id},
                 )
         finally:
             mlflow.set_tracking_uri(previous)
