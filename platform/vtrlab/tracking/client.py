@@ -320,7 +320,8 @@ class Tracker:
         """Download any artifact URI (`runs:/...`, `models:/...`, a store URL) into `dst`."""
         import mlflow.artifacts
 
-        with quiet_progress():
+        # a `models:/<id>` URI is resolved through the global tracking URI whatever `tracking_uri` says
+        with self._as_global_uri(), quiet_progress():
             return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst), tracking_uri=self.uri))
 
     def system_metrics(self, run_id: str, interval: float = 2.0):
@@ -376,25 +377,33 @@ class Tracker:
             source_run_id=run_id,
             tags={"vtrlab.run_id": run_id},
         )
+        with self._as_global_uri(), quiet_progress():
+            info = Model.log(
+                artifact_path=None,  # deprecated for `name`, but still a required argument (MLflow 3.17)
+                name=name,
+                flavor=mlflow.pyfunc,
+                run_id=run_id,
+                model_id=logged.model_id,  # finalised READY (or FAILED) by Model.log
+                python_model=str(Path(__file__).with_name("adapter_model.py")),
+                artifacts={"adapter": str(adapter_dir)},
+                code_paths=[str(Path(vtrlab.__file__).parent)],
+                signature=signature,
+                pip_requirements=requirements,
+            )
+        return info.model_uri, info.model_id
+
+    @contextmanager
+    def _as_global_uri(self) -> Iterator[None]:
+        """Make this tracker's store MLflow's global one for a call that reads it (fluent APIs, and the
+        registry store resolving a `models:/<id>` source, which MLflow does through the global URI)."""
+        import mlflow
+
         previous = mlflow.get_tracking_uri()
         mlflow.set_tracking_uri(self.uri)
         try:
-            with quiet_progress():
-                info = Model.log(
-                    artifact_path=None,  # deprecated for `name`, but still a required argument (MLflow 3.17)
-                    name=name,
-                    flavor=mlflow.pyfunc,
-                    run_id=run_id,
-                    model_id=logged.model_id,  # finalised READY (or FAILED) by Model.log
-                    python_model=str(Path(__file__).with_name("adapter_model.py")),
-                    artifacts={"adapter": str(adapter_dir)},
-                    code_paths=[str(Path(vtrlab.__file__).parent)],
-                    signature=signature,
-                    pip_requirements=requirements,
-                )
+            yield
         finally:
             mlflow.set_tracking_uri(previous)
-        return info.model_uri, info.model_id
 
     # ---- registry ------------------------------------------------------------------------------
     @_guarded
@@ -467,9 +476,10 @@ class Tracker:
     def create_version(
         self, model: str, source: str, run_id: str, tags: Mapping[str, str], model_id: str | None = None
     ) -> VersionRecord:
-        version = self._client.create_model_version(
-            model, source=source, run_id=run_id, tags={k: str(v) for k, v in tags.items()}, model_id=model_id
-        )
+        with self._as_global_uri():  # an embedded store resolves a logged model's source through it
+            version = self._client.create_model_version(
+                model, source=source, run_id=run_id, tags={k: str(v) for k, v in tags.items()}, model_id=model_id
+            )
         return _version_record(version)
 
     @_guarded
