@@ -194,11 +194,18 @@ def test_a_tracking_server_down_for_30_s_mid_trial_loses_and_duplicates_nothing(
     assert epochs_of(tracker, run.run_id) == [0, 1, 2, 3]
 
 
-def test_a_trial_that_raises_is_failed_retried_once_and_reported(world):
+@pytest.fixture(scope="module")
+def raised(world) -> dict:
+    """A finished sweep in which one trial raised at every attempt (bottleneck) and one finished (zero-shot)."""
     methods = {"zero-shot": {}, "bottleneck": {"knobs": {"width": 16}, "train": {"lr": 2e-3}}}
     spec = write_spec(world, "lc-raise", methods, train={"epochs": 2, "batch_size": 32, "epoch_batches": 3})
     env = {**world["env"], "VTRLAB_TEST_FAULT": "raise@0"}  # every training step of epoch 0 on: zero-shot has none
     result = run_vtrlab(["sweep", str(spec)], env, timeout=1500)
+    return {"spec": spec, "env": env, "result": result}
+
+
+def test_a_trial_that_raises_is_failed_retried_once_and_reported(world, raised):
+    result = raised["result"]
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     assert "1 of 2 trials failed" in result.stdout + result.stderr
     tracker = Tracker(world["server"].uri)
@@ -211,24 +218,24 @@ def test_a_trial_that_raises_is_failed_retried_once_and_reported(world):
     assert compare.returncode == 0, compare.stderr[-3000:]
     report = json.loads(compare.stdout)
     assert report["failed_runs"] == 1 and {t["method"] for t in report["trials"]} == {"zero-shot"}
-    strict = run_vtrlab(["sweep", str(spec), "--strict"], env, timeout=1500)
+    # the trial used its retries, so its pair is done: a resume trains nothing and still reports it
+    strict = run_vtrlab(["sweep", str(raised["spec"]), "--resume", "--strict"], raised["env"], timeout=600)
     assert strict.returncode == 4 and "1 of 2 trials failed" in strict.stderr, strict.stderr[-3000:]
+    assert len(trial_runs(tracker, "sweep-lc-raise")) == 2
 
 
-def test_a_resumed_spec_that_changed_is_refused_naming_the_change(world):
-    spec = write_spec(world, "lc-change", {"zero-shot": {}})
-    first = run_vtrlab(["sweep", str(spec)], world["env"], timeout=900)
-    assert first.returncode == 0, first.stderr[-3000:]
-    ledger = Path(world["env"]["VTRLAB_HOME"]) / "sweeps" / "lc-change"
+def test_a_resumed_spec_that_changed_is_refused_naming_the_change(world, raised):
+    ledger = Path(world["env"]["VTRLAB_HOME"]) / "sweeps" / "lc-raise"
     before = (ledger / "latest.json").read_text()
-    data = yaml.safe_load(spec.read_text())
+    data = yaml.safe_load(raised["spec"].read_text())
     data["budget"]["trials"] = 5
-    data["methods"]["bottleneck"] = {}
-    spec.write_text(yaml.safe_dump(data))
-    resumed = run_vtrlab(["sweep", str(spec), "--resume"], world["env"], timeout=300)
+    data["methods"]["lora"] = {}
+    changed = world["root"] / "lc-change.yaml"  # the same sweep (its name), edited since
+    changed.write_text(yaml.safe_dump(data))
+    resumed = run_vtrlab(["sweep", str(changed), "--resume"], world["env"], timeout=300)
     assert resumed.returncode == 2, resumed.stderr[-3000:]
     message = " ".join(resumed.stderr.split())
-    assert "budget.trials" in message and "methods.bottleneck" in message and "lc-change.yaml" in message
+    assert "budget.trials" in message and "methods.lora" in message and "lc-change.yaml" in message
     assert (ledger / "latest.json").read_text() == before
 
 

@@ -329,6 +329,31 @@ def pyarrow_filesystem(url: str):
 _S3FS_CLASS = None
 
 
+@contextlib.contextmanager
+def checkpoint_directory(checkpoint) -> Iterator[str]:
+    """A Ray Train checkpoint's folder on this machine (what `Checkpoint.as_directory` gives), with the
+    download retried whole when an object arrives cut off mid-body: pyarrow's S3 client retries failed
+    requests but not a response stream that breaks (AWS_MAX_ATTEMPTS attempts in all, as everywhere else)."""
+    import time
+
+    import pyarrow.fs
+
+    if isinstance(checkpoint.filesystem, pyarrow.fs.LocalFileSystem):
+        yield checkpoint.path
+        return
+    _, attempts = retry_settings()
+    with tempfile.TemporaryDirectory(prefix="vtrlab-checkpoint-") as directory:
+        for attempt in range(attempts):
+            try:
+                checkpoint.to_directory(directory)
+                break
+            except OSError:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(min(2.0**attempt * 0.2, 5.0))
+        yield directory
+
+
 def _s3_filesystem(options: dict, mode: str, attempts: int):
     """pyarrow's S3FileSystem with the retry strategy for (mode, attempts), rebuilt as such when unpickled."""
     global _S3FS_CLASS

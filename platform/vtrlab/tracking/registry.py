@@ -120,7 +120,8 @@ def register_run(
     return Registration(model, version.version, alias, float(value or 0.0), previous_value, created)
 
 
-ADAPTER_MODEL = "adapter"  # the name of each registered run's logged model
+ADAPTER_MODEL = "adapter_pyfunc"  # each registered run's logged model (not `adapter`: MLflow lists a logged model
+# named like a run folder among that folder's files, so `adapter/` would no longer verify)
 
 
 def register_adapter(

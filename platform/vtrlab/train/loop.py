@@ -21,6 +21,7 @@ from vtrlab.data import make_eval_loader, make_train_loader
 from vtrlab.model.artifacts import EvaluationSettings
 from vtrlab.model.factory import create_model
 from vtrlab.model.params import count_parameters
+from vtrlab.storage import checkpoint_directory
 from vtrlab.train.checkpoint import load_training_state, save_training_state
 from vtrlab.train.evaluate import evaluate
 from vtrlab.train.schedule import warmup_cosine
@@ -88,7 +89,7 @@ def train_loop(config: dict[str, Any]) -> None:
     start_epoch = 0
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
+        with checkpoint_directory(checkpoint) as directory:
             start_epoch = load_training_state(directory, encoder, optimizer, scheduler) + 1
 
     evaluation = EvaluationSettings(  # what the metrics below are measured with; the artifact records it

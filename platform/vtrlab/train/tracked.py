@@ -26,6 +26,7 @@ from typing import Any
 
 from vtrlab.config import TrainSpec
 from vtrlab.errors import ArtifactError, StorageError, VtrlabError
+from vtrlab.storage import checkpoint_directory
 from vtrlab.tracking.client import Tracker
 from vtrlab.tracking.provenance import flatten_params
 from vtrlab.tracking.records import TAG_KIND, RunRecord, RunState
@@ -151,7 +152,7 @@ def ensure_adapter_from_checkpoint(tracker: Tracker, run_id: str, checkpoint) ->
     if checkpoint is None:
         ensure_adapter_logged(tracker, run_id, None)
         return
-    with checkpoint.as_directory() as directory:
+    with checkpoint_directory(checkpoint) as directory:
         ensure_adapter_logged(tracker, run_id, directory)
 
 

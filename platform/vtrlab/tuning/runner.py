@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from vtrlab.config import TrainSpec
 from vtrlab.errors import ArtifactError, Interrupted
+from vtrlab.storage import checkpoint_directory
 from vtrlab.tracking.client import Tracker
 from vtrlab.tracking.records import TAG_STOPPED, RunState
 from vtrlab.train.tracked import (
@@ -357,7 +358,7 @@ def latest_checkpoint(train_run: str) -> Iterator[str | None]:
     if not names:
         yield None
         return
-    with Checkpoint(names[-1], filesystem=filesystem).as_directory() as directory:
+    with checkpoint_directory(Checkpoint(names[-1], filesystem=filesystem)) as directory:
         yield directory
 
 
