@@ -112,7 +112,7 @@ def test_an_experiment_without_runs_is_refused(workflow, tmp_path):
         client.create_experiment("sweep-empty", artifact_location=(tmp_path / "artifacts").as_uri())
     result = run_vtrlab(["compare", "--experiment", "sweep-empty", "--out", str(tmp_path)], workflow["env"])
     assert result.returncode == 3
-    assert "no trial runs" in result.stderr and "sweep-empty" in result.stderr
+    assert "no finished trial runs" in result.stderr and "sweep-empty" in result.stderr
     assert not (tmp_path / "comparison.md").exists()
 
 

@@ -167,9 +167,9 @@ def _check_entry(suite: Suite, index: int, entry: Entry, source: str) -> None:
 def _check(suite: Suite, source: str) -> None:
     from vtrlab.model.backbone import check_backbone
 
+    suite.check_common(source, suite.methods)  # first: a bad shared field is named where it is written
     for index, entry in enumerate(suite.entries):
         _check_entry(suite, index, entry, source)
-    suite.check_common(source, suite.methods)
     check_backbone(suite.backbone, suite.weights, source)
     if len(set(suite.seeds)) != len(suite.seeds):
         raise ConfigError(f"{source}: seeds: {suite.seeds} repeats a seed")
