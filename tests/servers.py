@@ -38,6 +38,21 @@ def wait_for_http(url: str, process: subprocess.Popen, timeout: float, what: str
             time.sleep(0.2)
 
 
+def wait_for(condition, timeout: float, what: str, process: subprocess.Popen | None = None, output=None):
+    """Poll `condition` until it returns something truthy (returned); an AssertionError when `process` (a
+    driver) ends first, with `output()` (default: its stdout) in the message, or when `timeout` s pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        if process is not None and process.poll() is not None:
+            said = output() if output is not None else process.stdout.read()
+            raise AssertionError(f"the driver ended (exit {process.returncode}) before {what}: {said}")
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
 def _pg_tool(name: str) -> str:
     """A PostgreSQL server program: on PATH, else Debian's /usr/lib/postgresql/<version>/bin."""
     found = shutil.which(name) or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None)

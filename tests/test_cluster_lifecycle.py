@@ -156,7 +156,7 @@ def test_a_node_lost_mid_epoch_continues_from_its_checkpoint_on_another_node(
     run: every epoch logged once, the run FINISHED after one attempt, epoch 1 started from the checkpoint."""
     import boto3
 
-    from servers import MlflowServer
+    from servers import MlflowServer, wait_for
     from vtrlab.tracking.client import Tracker
     from vtrlab.tracking.records import RunState
 
@@ -194,13 +194,14 @@ def test_a_node_lost_mid_epoch_continues_from_its_checkpoint_on_another_node(
             return runs[0].run_id if s3.list_objects_v2(Bucket=bucket, Prefix=snapshot).get("KeyCount") else None
 
         s3 = boto3.client("s3")
-        run_id = _wait(first_epoch_checkpointed, 300, "epoch 0's checkpoint", driver, errors)
+        run_id = wait_for(first_epoch_checkpointed, 300, "epoch 0's checkpoint", driver, lambda: tail(errors))
         (lost,) = [node for node in nodes if node.runs("RayTrainWorker")] or [None]  # in epoch 1 now
         assert lost is not None, "no node runs the training worker"
         (other,) = [node for node in nodes if node is not lost]
         assert any("TrainController" in " ".join(p.cmdline()) for p in marked_processes(head.temp_dir))
         lost.kill()
-        _wait(lambda: other.runs("RayTrainWorker"), 180, "the training worker on the other node", driver, errors)
+        moved = "the training worker on the other node"
+        wait_for(lambda: other.runs("RayTrainWorker"), 180, moved, driver, lambda: tail(errors))
         driver.wait(timeout=300)
         assert driver.returncode == 0, errors.read_text(errors="replace")[-5000:]
         lines = output.read_text().splitlines()  # Ray's driver logs come first ("(raylet) Raylet is terminated")
@@ -224,14 +225,5 @@ def test_a_node_lost_mid_epoch_continues_from_its_checkpoint_on_another_node(
         server.stop()
 
 
-def _wait(condition, timeout: float, what: str, process: subprocess.Popen, log: Path):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        if process.poll() is not None:
-            tail = log.read_text(errors="replace")[-5000:]
-            raise AssertionError(f"the driver ended (exit {process.returncode}) before {what}: {tail}")
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+def tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-5000:]

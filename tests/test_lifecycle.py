@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from servers import MlflowServer, run_vtrlab
+from servers import MlflowServer, run_vtrlab, wait_for
 from vtrlab.errors import ConfigError
 from vtrlab.tracking.client import Tracker
 from vtrlab.tracking.lifecycle import reconcile
@@ -83,18 +83,6 @@ def start_sweep(spec: Path, env: dict, *extra: str) -> subprocess.Popen:
         stderr=subprocess.STDOUT,
         text=True,
     )
-
-
-def wait_for(condition, timeout: float, what: str, process: subprocess.Popen | None = None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        if process is not None and process.poll() is not None:
-            raise AssertionError(f"the driver ended (exit {process.returncode}) before {what}: {process.stdout.read()}")
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def assert_accounted(tracker: Tracker, experiment: str, epochs: int) -> list:

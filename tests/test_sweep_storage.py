@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from servers import MlflowServer, run_vtrlab
+from servers import MlflowServer, run_vtrlab, wait_for
 from vtrlab.tracking.client import Tracker
 from vtrlab.tracking.records import RunState
 
@@ -68,18 +68,6 @@ def private_ray_dir(driver_pid: int) -> tuple[int, Path] | None:
             index = next(i for i, a in enumerate(args) if a.endswith(b"ray_watchdog.py"))
             return int(stat.parent.name), Path(args[index + 2].decode())
     return None
-
-
-def wait_for(condition, timeout: float, what: str, process: subprocess.Popen):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        if process.poll() is not None:
-            raise AssertionError(f"the driver ended (exit {process.returncode}) before {what}: {process.stdout.read()}")
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 @pytest.fixture

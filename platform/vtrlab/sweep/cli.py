@@ -53,16 +53,16 @@ def sweep_command(
 def check_writable(runner) -> None:
     """Before anything starts: the sweep's storage takes a write, and the registry the sweep registers in
     lets this user add versions (see `vtrlab.train.preflight`)."""
-    import os
-
     from vtrlab.tracking.registry import registered_model_name
+    from vtrlab.tracking.store import tracking_uri
     from vtrlab.train.preflight import check_registry_writable, check_storage_writable
 
     spec = runner.spec
     if spec.storage:
         check_storage_writable(spec.storage, runner.source)
-    uri = os.environ.get("MLFLOW_TRACKING_URI")  # a server; the embedded store has no permissions
-    if uri and spec.register_best and spec.weights is not None:
+    uri = tracking_uri()
+    server = uri.startswith(("http://", "https://"))  # the embedded store has no permissions to check
+    if server and spec.register_best and spec.weights is not None:
         models = [registered_model_name(benchmark, spec.backbone) for benchmark in spec.benchmark_names]
         check_registry_writable(uri, models, runner.source)
 
