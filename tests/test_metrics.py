@@ -17,7 +17,8 @@ from vtrlab.train.metrics import METRIC_KEYS, ranks_t2v, ranks_v2t, retrieval_me
 
 
 def _reference_ranks(sim: list[list[float]], t2v: list[int]) -> tuple[list[int], list[int]]:
-    """Literal loops over the definitions: pessimistic ties, V2T by the best own caption."""
+    """Literal loops over the definitions: pessimistic ties; V2T ranks caption groups (one per video) by
+    their best caption, as CLIP4Clip's ``tensor_video_to_text_sim`` (max over a group, then ranks)."""
     num_texts, num_videos = len(sim), len(sim[0])
     t2v_ranks = []
     for i in range(num_texts):
@@ -25,8 +26,8 @@ def _reference_ranks(sim: list[list[float]], t2v: list[int]) -> tuple[list[int],
         t2v_ranks.append(1 + sum(1 for j in range(num_videos) if j != t2v[i] and sim[i][j] >= gt))
     v2t_ranks = []
     for v in range(num_videos):
-        best = max(sim[i][v] for i in range(num_texts) if t2v[i] == v)
-        v2t_ranks.append(1 + sum(1 for i in range(num_texts) if t2v[i] != v and sim[i][v] >= best))
+        group_best = [max(sim[i][v] for i in range(num_texts) if t2v[i] == u) for u in range(num_videos)]
+        v2t_ranks.append(1 + sum(1 for u in range(num_videos) if u != v and group_best[u] >= group_best[v]))
     return t2v_ranks, v2t_ranks
 
 
@@ -142,8 +143,8 @@ def test_all_equal_matrix_gets_worst_ranks_not_free_r1() -> None:
     t2v = torch.tensor([0, 0, 0, 1, 2, 2])  # 3 videos, 6 captions
     sim = torch.full((6, 3), 0.25)
     assert ranks_t2v(sim, t2v).tolist() == [3] * 6
-    # V2T: 1 + captions of other videos (all tie): video 0 -> 1 + 3, video 1 -> 1 + 5, video 2 -> 1 + 4.
-    assert ranks_v2t(sim, t2v).tolist() == [4, 6, 5]
+    # V2T: every caption group ties with the video's own: rank 3 (all 3 groups) for every video.
+    assert ranks_v2t(sim, t2v).tolist() == [3, 3, 3]
     got = retrieval_metrics(sim, t2v)
     assert got["t2v_R1"] == 0.0 and got["v2t_R1"] == 0.0 and got["t2v_MdR"] == 3.0
 
@@ -165,6 +166,18 @@ def test_multi_caption_v2t_uses_best_own_caption() -> None:
     got = retrieval_metrics(sim, t2v)
     assert got["v2t_R1"] == 50.0 and got["v2t_MdR"] == 1.5 and got["v2t_MnR"] == 1.5
     assert got["t2v_R1"] == 50.0 and got["t2v_R5"] == 100.0
+
+
+def test_multi_caption_v2t_ranks_caption_groups_not_captions() -> None:
+    """Several captions of ONE other video beating the own best caption cost one rank, not one each
+    (CLIP4Clip: max over each video's captions, then ranks over the videos' groups)."""
+    t2v = torch.tensor([0, 0, 0, 1, 1])
+    sim = torch.tensor([[0.7, 0.0], [0.8, 0.0], [0.9, 0.0], [0.1, 0.5], [0.2, 0.4]])
+    # Video 1 (column 1): its best own caption 0.5; video 0's three captions all score 0.0 -> rank 1.
+    # Video 0 (column 0): own best 0.9; video 1's group best 0.2 -> rank 1.
+    assert ranks_v2t(sim, t2v).tolist() == [1, 1]
+    sim[:3, 1] = torch.tensor([0.6, 0.7, 0.8])  # all three captions of video 0 now beat video 1's 0.5
+    assert ranks_v2t(sim, t2v).tolist() == [1, 2]  # one group ahead, not three captions
 
 
 def test_ties_are_pessimistic() -> None:

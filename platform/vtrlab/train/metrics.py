@@ -94,19 +94,23 @@ def _ranks_t2v(sim: Tensor, t2v: Tensor, rows: int) -> Tensor:
     return ranks
 
 
-def _ranks_v2t(sim: Tensor, t2v: Tensor, rows: int) -> Tensor:
+def _caption_group_max(sim: Tensor, t2v: Tensor, rows: int) -> Tensor:
+    """``[num_videos (caption groups), num_videos]``: row ``g`` is, per video, the best score among the
+    captions of video ``g`` (CLIP4Clip's ``tensor_video_to_text_sim`` before its transpose)."""
     num_texts, num_videos = sim.shape
-    own = sim.gather(1, t2v[:, None]).squeeze(1)  # score of each caption with its own video
-    best = torch.full((num_videos,), float("-inf"), dtype=sim.dtype, device=sim.device)
-    best = best.scatter_reduce(0, t2v, own, reduce="amax", include_self=False)
-    beaten_by = torch.zeros(num_videos, dtype=torch.long, device=sim.device)
+    groups = torch.full((num_videos, num_videos), float("-inf"), dtype=sim.dtype, device=sim.device)
     for start in range(0, num_texts, rows):
         block = sim[start : start + rows]
-        ge = block >= best[None, :]  # [chunk, num_videos]: caption scores >= video's best
-        # A video's own captions are not competitors: clear (i, text_to_video[i]).
-        ge.scatter_(1, t2v[start : start + rows, None], False)
-        beaten_by += ge.sum(dim=0)
-    return beaten_by + 1
+        index = t2v[start : start + rows, None].expand(-1, num_videos)
+        groups.scatter_reduce_(0, index, block, reduce="amax", include_self=True)
+    return groups
+
+
+def _ranks_v2t(sim: Tensor, t2v: Tensor, rows: int) -> Tensor:
+    groups = _caption_group_max(sim, t2v, rows)  # [group, video]
+    own = groups.diagonal()  # each video's best own caption
+    # ">=" counts the own group itself, so this is 1 + (other groups scoring >= own).
+    return (groups >= own[None, :]).sum(dim=0)
 
 
 def ranks_t2v(sim: Tensor, text_to_video: Tensor, *, chunk_size: int | None = None) -> Tensor:
@@ -121,13 +125,13 @@ def ranks_t2v(sim: Tensor, text_to_video: Tensor, *, chunk_size: int | None = No
 
 
 def ranks_v2t(sim: Tensor, text_to_video: Tensor, *, chunk_size: int | None = None) -> Tensor:
-    """Video-to-text ranks: for each video (as a query over all captions), the 1-based rank.
+    """Video-to-text ranks: for each video, the 1-based rank of its own caption group among the
+    caption groups of all videos (CLIP4Clip's multi-caption protocol, ``tensor_video_to_text_sim``).
 
-    A video's ground-truth score is the best (max) score among its own captions,
-    ``best[v] = max_{i : text_to_video[i] = v} sim[i, v]``, and
-    ``rank[v] = 1 + #{captions i of other videos : sim[i, v] >= best[v]}`` (pessimistic ties;
-    CLIP4Clip's multi-caption "min rank over its captions"). Returns an int64 tensor of length
-    ``num_videos``.
+    A group scores its best caption, ``g[u, v] = max_{i : text_to_video[i] = u} sim[i, v]``, and
+    ``rank[v] = 1 + #{videos u != v : g[u, v] >= g[v, v]}`` (pessimistic ties). With one caption per
+    video this is the transposed text-to-video ranking. Returns an int64 tensor of length
+    ``num_videos``. Memory: one ``[num_videos, num_videos]`` matrix.
     """
     t2v = _validate(sim, text_to_video)
     return _ranks_v2t(sim, t2v, _rows_per_chunk(sim.shape[1], chunk_size))
