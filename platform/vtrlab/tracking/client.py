@@ -396,14 +396,22 @@ class Tracker:
     def _as_global_uri(self) -> Iterator[None]:
         """Make this tracker's store MLflow's global one for a call that reads it (fluent APIs, and the
         registry store resolving a `models:/<id>` source, which MLflow does through the global URI)."""
-        import mlflow
+        # mlflow.set_tracking_uri also writes MLFLOW_TRACKING_URI into the environment, and restoring the
+        # value get_tracking_uri() returned would pin MLflow's default (./mlflow.db) there for the rest of the
+        # process; so the module global and the variable are put back exactly as they were (both unset, when
+        # they were). MLflow's own _use_tracking_uri would unset a variable the user had set.
+        from mlflow.tracking._tracking_service import utils
 
-        previous = mlflow.get_tracking_uri()
-        mlflow.set_tracking_uri(self.uri)
+        previous_global, previous_env = utils._tracking_uri, os.environ.get("MLFLOW_TRACKING_URI")
+        utils.set_tracking_uri(self.uri)
         try:
             yield
         finally:
-            mlflow.set_tracking_uri(previous)
+            utils.set_tracking_uri(previous_global)
+            if previous_env is None:
+                os.environ.pop("MLFLOW_TRACKING_URI", None)
+            else:
+                os.environ["MLFLOW_TRACKING_URI"] = previous_env
 
     # ---- registry ------------------------------------------------------------------------------
     @_guarded
