@@ -1,4 +1,4 @@
-"""Dataset cards: the six cards load, are strict, and the repo copies equal the packaged ones."""
+"""Dataset cards: the six registered cards load, are strict, and each exists once (next to its parser)."""
 
 from __future__ import annotations
 
@@ -8,21 +8,30 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vtrlab.data.card import CARD_NAMES, CARDS_DIR, load_card
+from vtrlab.data.benchmarks import get_benchmark
+from vtrlab.data.card import CARD_NAMES, card_path, load_card
 from vtrlab.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 
 
+def test_the_six_benchmarks_are_registered():
+    assert set(CARD_NAMES) == {"msrvtt", "msvd", "lsmdc", "didemo", "activitynet", "synthetic"}
+
+
 @pytest.mark.parametrize("name", CARD_NAMES)
-def test_cards_load_and_match_repo_copies(name):
+def test_cards_load_and_live_next_to_their_parser(name):
     card = load_card(name)
-    assert card.name == name
+    assert card.name == name and card.parser_name == name
     assert card.num_frames in (12, 32) and card.max_words in (32, 64)
     assert card.stored_frames >= card.num_frames
     assert card.eval_split in card.splits
-    assert (REPO / "datasets" / f"{name}.yaml").read_bytes() == (CARDS_DIR / f"{name}.yaml").read_bytes()
-    assert load_card(REPO / "datasets" / f"{name}.yaml") == card
+    path = card_path(name)
+    assert path.parent.name == "benchmarks" and path.with_suffix(".py").is_file()
+    assert path == get_benchmark(name).card
+    assert load_card(path) == card
+    copies = [*(REPO / "platform").rglob(f"{name}.yaml"), *REPO.glob(f"*/{name}.yaml")]
+    assert sorted(set(copies)) == [path], copies  # one copy of each card
 
 
 def test_paper_settings():
@@ -37,7 +46,7 @@ def test_paper_settings():
 
 
 def test_unknown_key_names_key_and_file(tmp_path):
-    data = yaml.safe_load((CARDS_DIR / "msvd.yaml").read_text())
+    data = yaml.safe_load(card_path("msvd").read_text())
     data["splits"]["test"]["colour"] = "red"
     data["frobnicate"] = 1
     p = tmp_path / "bad.yaml"
@@ -49,7 +58,7 @@ def test_unknown_key_names_key_and_file(tmp_path):
 
 
 def test_bad_values_and_unknown_names(tmp_path):
-    data = yaml.safe_load((CARDS_DIR / "msvd.yaml").read_text())
+    data = yaml.safe_load(card_path("msvd").read_text())
     data["protocol"] = "two-caption"
     del data["num_frames"]
     p = tmp_path / "bad.yaml"

@@ -3,9 +3,10 @@ streaming train/eval loaders and the synthetic temporal benchmark.
 
 Imports nothing of Ray (the Ray build executor imports it lazily), MLflow or the CLI. Public API::
 
+    list_benchmarks() -> [name];  register_benchmark(name, summary)  # the benchmark registry
     load_card(name_or_path) -> DatasetCard
-    parse_annotations(card, annotations_dir, splits=None) -> {split: [VideoItem]}
-    build(benchmark, annotations, videos, out, splits=None, *, executor="ray", ...) -> manifest
+    parse_annotations(card, annotations_dir, splits=None, *, strict_ids=False) -> {split: [VideoItem]}
+    build(benchmark, annotations, videos, out, splits=None, *, executor="ray", strict_ids=False, ...) -> manifest
     synth(out, size="small", seed=0) -> manifest
     read_manifest(url) -> dict;  summary(url) -> dict;  write_contact_sheet(url, path)
     make_train_loader(url, split, *, batch_size, num_frames, max_words, num_workers=0, rank=0,
@@ -14,7 +15,8 @@ Imports nothing of Ray (the Ray build executor imports it lazily), MLflow or the
     decode_frames(batch, device)   # for loaders made with decode="device"
 """
 
-from vtrlab.data.card import CARD_NAMES, DatasetCard, load_card
+from vtrlab.data.benchmarks import get_benchmark, list_benchmarks, register_benchmark
+from vtrlab.data.card import DatasetCard, load_card
 from vtrlab.data.loader import decode_frames, frame_indices, make_eval_loader, make_train_loader
 from vtrlab.data.parsers import VideoItem, parse_annotations
 from vtrlab.data.shards import read_manifest
@@ -26,11 +28,14 @@ __all__ = [
     "build",
     "decode_frames",
     "frame_indices",
+    "get_benchmark",
+    "list_benchmarks",
     "load_card",
     "make_eval_loader",
     "make_train_loader",
     "parse_annotations",
     "read_manifest",
+    "register_benchmark",
     "summary",
     "synth",
     "write_contact_sheet",
@@ -63,3 +68,9 @@ def write_contact_sheet(url: str, path: str, **kw) -> str:
     from vtrlab.data.summary import write_contact_sheet as _w
 
     return _w(url, path, **kw)
+
+
+def __getattr__(attr: str) -> tuple[str, ...]:
+    if attr == "CARD_NAMES":  # the registered benchmarks (discovered on first use)
+        return tuple(list_benchmarks())
+    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")

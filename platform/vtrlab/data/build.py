@@ -252,20 +252,24 @@ def build(
     executor: str = "ray",
     num_cpus: int | None = None,
     progress: Callable[[dict], None] | None = None,
+    strict_ids: bool = False,
     **option_overrides,
 ) -> dict:
     """Build a benchmark's shards and manifest at ``out`` (local path, file://, s3://); returns the manifest.
 
     ``option_overrides``: any of stored_frames, image_size, fps, frame_format, jpeg_quality, shard_samples
-    (default: the card's). Missing or undecodable videos are skipped and listed in the manifest; bad
-    annotation files raise DataError. Resumable: shards already complete (sidecar with the same plan hash)
-    are not rebuilt. Logs "resumed N of M shards" through ``progress`` (called with each shard's stats,
-    plus ``{"resumed": True}`` for shards skipped).
+    (default: the card's). Missing or undecodable videos, and ids an id list names that the caption file
+    lacks (ActivityNet, DiDeMo; an error with ``strict_ids``), are skipped and listed in the manifest with
+    the reason; bad annotation files raise DataError. Resumable: shards already complete (sidecar with the
+    same plan hash) are not rebuilt. Logs "resumed N of M shards" through ``progress`` (called with each
+    shard's stats, plus ``{"resumed": True}`` for shards skipped).
     """
     card = benchmark if isinstance(benchmark, DatasetCard) else load_card(benchmark)
     opts = build_options(card, **option_overrides)
-    parsed = parse_annotations(card, annotations, splits)
+    parsed = parse_annotations(card, annotations, splits, strict_ids=strict_ids)
     shards, missing = plan_shards(card, parsed, videos, opts)
+    for split, no_caption in parsed.skipped.items():  # ids without captions first, then missing files
+        missing[split] = no_caption + missing.get(split, [])
     store = storage.open_store(out)
     existing = set(store.list(""))
     done: list[dict] = []

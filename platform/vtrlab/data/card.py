@@ -1,13 +1,15 @@
 """Dataset cards: one YAML per benchmark, validated into :class:`DatasetCard` (strict).
 
-The cards the package reads live in ``vtrlab/data/cards/<name>.yaml`` (shipped as package data); the
-repository's ``datasets/<name>.yaml`` are the user-facing copies and must stay byte-identical to them
-(a test checks). ``load_card("msrvtt")`` reads the packaged card; ``load_card("path/to/card.yaml")``
-reads any card file.
+Each registered benchmark's card is the YAML next to its parser module
+(``vtrlab/data/benchmarks/<name>.yaml``, shipped as package data; the one copy). ``load_card("msrvtt")``
+reads a registered benchmark's card; ``load_card("path/to/card.yaml")`` reads a card file, e.g. a user's
+own benchmark whose annotation files follow a registered benchmark's layout (``parser: msrvtt``).
 
 Card fields::
 
-    name: msrvtt                       # benchmark name (parser registry key)
+    name: msrvtt                       # benchmark name (letters, digits, "_", "-", ".")
+    parser: msrvtt                     # registered benchmark whose annotation layout the files follow
+                                       # (default: name; unknown -> ConfigError naming the file and key)
     description: ...                   # free text
     protocol: one-caption              # protocol of eval_split: one-caption | multi-caption | paragraph
     eval_split: test                   # split evaluated by default (ActivityNet: val = val_1)
@@ -28,18 +30,19 @@ Card fields::
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from vtrlab.config import load_model, validate_model
+from vtrlab.data.benchmarks.registry import get_benchmark, list_benchmarks
 from vtrlab.errors import ConfigError
 
 Protocol = Literal["one-caption", "multi-caption", "paragraph"]
 PROTOCOLS: tuple[str, ...] = ("one-caption", "multi-caption", "paragraph")
-CARD_NAMES: tuple[str, ...] = ("msrvtt", "msvd", "lsmdc", "didemo", "activitynet", "synthetic")
-CARDS_DIR = Path(__file__).with_name("cards")
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"  # a card's name names a folder: $VTRLAB_HOME/data/<name>
 
 
 class SplitSpec(BaseModel):
@@ -58,7 +61,8 @@ class DatasetCard(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str
+    name: str = Field(pattern=NAME_PATTERN, max_length=100)
+    parser: str | None = Field(default=None, pattern=NAME_PATTERN, max_length=100)
     description: str = ""
     protocol: Protocol
     eval_split: str = "test"
@@ -87,6 +91,11 @@ class DatasetCard(BaseModel):
             raise ValueError(f"eval_split {self.eval_split!r} is not one of the splits {sorted(self.splits)}")
         return self
 
+    @property
+    def parser_name(self) -> str:
+        """The registered benchmark whose parser reads this card's annotation files."""
+        return self.parser or self.name
+
     def split_protocol(self, split: str) -> str:
         """Protocol of ``split``: its own, else the card's for the eval split, else inferred."""
         spec = self.splits.get(split)
@@ -101,18 +110,41 @@ def card_from_dict(data: dict, source: str = "<dict>") -> DatasetCard:
 
 
 def card_path(name: str) -> Path:
-    return CARDS_DIR / f"{name}.yaml"
+    """The card file of registered benchmark ``name``."""
+    return get_benchmark(name).card
+
+
+def __getattr__(attr: str) -> tuple[str, ...]:
+    if attr == "CARD_NAMES":  # the registered benchmarks, found when first asked for
+        return tuple(list_benchmarks())
+    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
+
+
+def _is_path(s: str) -> bool:
+    return s.endswith((".yaml", ".yml")) or "/" in s or os.sep in s
 
 
 def load_card(name_or_path: str | Path) -> DatasetCard:
-    """The card of a benchmark by name (``"msrvtt"``) or from a YAML file path."""
+    """The card of a registered benchmark by name (``"msrvtt"``) or from a YAML card file.
+
+    A card file's ``parser`` (default: its ``name``) must be a registered benchmark: an unknown one is a
+    ConfigError naming the file and the key."""
     s = str(name_or_path)
-    if s in CARD_NAMES or (not s.endswith((".yaml", ".yml")) and "/" not in s):
+    names = list_benchmarks()
+    if not isinstance(name_or_path, Path) and s in names:
         path = card_path(s)
-        if not path.is_file():
-            raise ConfigError(f"unknown benchmark {s!r}: expected one of {', '.join(CARD_NAMES)} or a card file")
-    else:
-        path = Path(s)
+    elif isinstance(name_or_path, Path) or _is_path(s):
+        path = Path(s).expanduser()
         if not path.is_file():
             raise ConfigError(f"{path}: dataset card file not found")
-    return load_model(path, DatasetCard)
+    else:
+        raise ConfigError(f"unknown benchmark {s!r}: expected one of {', '.join(names)} or a card file (.yaml)")
+    card = load_model(path, DatasetCard)
+    if card.parser_name not in names:
+        key = "parser" if card.parser else "name"
+        raise ConfigError(
+            f"{path}: {key}: no registered benchmark parser {card.parser_name!r}"
+            + ("" if card.parser else " (parser defaults to the name)")
+            + f"; set parser: to the benchmark whose annotation layout the files follow: {', '.join(names)}"
+        )
+    return card

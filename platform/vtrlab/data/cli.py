@@ -34,6 +34,14 @@ def build(
     image_size: Annotated[int | None, typer.Option(help="override the card's image_size")] = None,
     frame_format: Annotated[str | None, typer.Option(help="override the card's frame_format: jpg|png|npy")] = None,
     shard_samples: Annotated[int | None, typer.Option(help="override the card's videos per shard")] = None,
+    strict_ids: Annotated[
+        bool,
+        typer.Option(
+            "--strict-ids",
+            help="stop at an id that an id list names but the caption file lacks (default: skip it, as "
+            "CLIP4Clip does, and list it in the manifest)",
+        ),
+    ] = False,
 ) -> None:
     """Convert a benchmark's annotation files and videos into shards + manifest at OUT (resumable)."""
     from vtrlab.data.build import build as run_build
@@ -57,6 +65,7 @@ def build(
         executor=executor,
         num_cpus=num_cpus,
         progress=progress,
+        strict_ids=strict_ids,
         stored_frames=stored_frames,
         image_size=image_size,
         frame_format=frame_format,

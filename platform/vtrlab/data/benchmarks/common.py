@@ -1,0 +1,125 @@
+"""What every benchmark parser shares: :class:`VideoItem`, :class:`Parsed` and annotation file readers
+whose errors (:class:`~vtrlab.errors.DataError`) name the file and the line or key.
+
+Text files are read as UTF-8 with an optional byte-order mark (``utf-8-sig``), as files saved by
+spreadsheet tools often have one.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vtrlab.data.card import DatasetCard
+from vtrlab.errors import ConfigError, DataError
+
+TEXT_ENCODING = "utf-8-sig"
+
+
+@dataclass
+class VideoItem:
+    """One video (or clip) of a split with all its captions.
+
+    ``start``/``end`` (seconds, end exclusive; None = from the beginning / to the end) select the part of
+    the file that is decoded. ``meta`` holds extra annotation fields kept in the shard's JSON.
+    """
+
+    video_id: str
+    captions: list[str]
+    file_hint: str | None = None
+    start: float | None = None
+    end: float | None = None
+    meta: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "video_id": self.video_id,
+            "captions": list(self.captions),
+            "file_hint": self.file_hint,
+            "start": self.start,
+            "end": self.end,
+            "meta": dict(self.meta),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> VideoItem:
+        return cls(**d)
+
+
+class Parsed(dict[str, list[VideoItem]]):
+    """Per split, its :class:`VideoItem` list; ``skipped``: per split, the ids an id list names that the
+    caption file lacks (``{"video_id", "reason"}``), skipped as CLIP4Clip skips them."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.skipped: dict[str, list[dict]] = {}
+
+    def skip(self, split: str, video_id: str, reason: str) -> None:
+        self.skipped.setdefault(split, []).append({"video_id": video_id, "reason": reason})
+
+
+def ann_path(card: DatasetCard, ann_dir: Path, role: str) -> Path:
+    """The annotation file the card names for ``role``, which must exist in ``ann_dir``."""
+    name = card.annotations.get(role)
+    if name is None:
+        raise ConfigError(f"card {card.name!r}: annotations.{role} is missing (the {card.parser_name} parser needs it)")
+    p = ann_dir / name
+    if not p.is_file():
+        raise DataError(f"{p}: annotation file not found (card {card.name}, annotations.{role})")
+    return p
+
+
+def load_json(p: Path) -> Any:
+    try:
+        with open(p, encoding=TEXT_ENCODING) as f:
+            return json.load(f)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{p}: line {exc.lineno}: not valid JSON: {exc.msg}") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{p}: not UTF-8 text (byte {exc.start})") from None
+
+
+def read_lines(p: Path) -> list[str]:
+    """The lines of a text file (any of ``\\n``, ``\\r\\n``, ``\\r`` ends one), without their line ends."""
+    try:
+        with open(p, encoding=TEXT_ENCODING) as f:
+            lines = f.read().split("\n")  # not str.splitlines: a caption may hold U+2028 or a form feed
+            return lines[:-1] if lines and lines[-1] == "" else lines
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{p}: not UTF-8 text (byte {exc.start})") from None
+
+
+def read_id_list(p: Path) -> list[str]:
+    """The non-empty lines of a text file, stripped."""
+    return [s for s in (line.strip() for line in read_lines(p)) if s]
+
+
+def csv_rows(p: Path, required: list[str]) -> list[tuple[int, dict]]:
+    """Rows of a comma-separated file with a header, with their 1-based line numbers."""
+    try:
+        with open(p, encoding=TEXT_ENCODING, newline="") as f:
+            reader = csv.DictReader(f)
+            header = reader.fieldnames or []
+            missing = [c for c in required if c not in header]
+            if missing:
+                raise DataError(f"{p}: line 1: missing column(s) {missing} (header has {header})")
+            rows = []
+            for row in reader:
+                line = reader.line_num
+                for c in required:
+                    if row.get(c) is None or row.get(c) == "":
+                        raise DataError(f"{p}: line {line}: empty or missing value in column {c!r}")
+                rows.append((line, row))
+            return rows
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{p}: not UTF-8 text (byte {exc.start})") from None
+
+
+def get_key(d: Any, key: str, where: str) -> Any:
+    """``d[key]``; a missing key (or ``d`` not a mapping) is a DataError naming ``where`` and the key."""
+    if not isinstance(d, dict) or key not in d:
+        raise DataError(f"{where}: missing key {key!r}")
+    return d[key]

@@ -1,0 +1,61 @@
+"""Find an item's video file: the videos folder is walked once, and an item's file is looked up by its
+``file_hint`` (relative path, then file name), then by stem with any video extension, with and without
+ActivityNet's ``v_`` prefix."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from vtrlab.data.benchmarks.common import VideoItem
+from vtrlab.errors import DataError
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".3gp", ".flv", ".ogv")
+
+
+class VideoIndex:
+    """The video files under a folder, looked up by file name or stem (walks the folder once)."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root).expanduser().resolve()  # absolute: Ray workers may run in another cwd
+        if not self.root.is_dir():
+            raise DataError(f"{self.root}: videos folder not found")
+        self.by_rel: dict[str, str] = {}
+        self.by_name: dict[str, str] = {}
+        self.by_stem: dict[str, str] = {}
+        for dirpath, _dirs, files in os.walk(self.root):
+            for fn in sorted(files):
+                full = os.path.join(dirpath, fn)
+                rel = os.path.relpath(full, self.root).replace(os.sep, "/")
+                self.by_rel[rel] = full
+                self.by_name.setdefault(fn, full)
+                stem, ext = os.path.splitext(fn)
+                if ext.lower() in VIDEO_EXTENSIONS:
+                    self.by_stem.setdefault(stem, full)
+
+    def find(self, item: VideoItem) -> str | None:
+        """The path of ``item``'s video file, or None."""
+        cands = []
+        if item.file_hint:
+            cands.append(item.file_hint)
+        cands.append(item.video_id)
+        for c in cands:
+            if c in self.by_rel:
+                return self.by_rel[c]
+            name = c.rsplit("/", 1)[-1]
+            if name in self.by_name and os.path.splitext(name)[1].lower() in VIDEO_EXTENSIONS:
+                return self.by_name[name]
+        stems = []
+        for c in cands:
+            name = c.rsplit("/", 1)[-1]
+            stems.append(name)
+            base, ext = os.path.splitext(name)
+            if ext.lower() in VIDEO_EXTENSIONS:
+                stems.append(base)
+        for s in list(stems):
+            if s.startswith("v_"):
+                stems.append(s[2:])
+        for s in stems:
+            if s in self.by_stem:
+                return self.by_stem[s]
+        return None
