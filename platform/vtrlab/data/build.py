@@ -2,8 +2,10 @@
 
 Plan: parse the annotations (:mod:`vtrlab.data.parsers`), find every video file, and cut each split
 into shards of ``shard_samples`` videos in annotation order. Each shard is one task (Ray task, one CPU;
-or in-process with ``executor="local"``): decode with PyAV (1 fps, uniform down to ``stored_frames``,
-resize + centre crop), encode the frames, write the tar to a local temp file, upload it under a
+or in-process with ``executor="local"``): decode with PyAV as CLIP4Clip samples (1 fps over
+``[start, end]``, end inclusive, then ``linspace(0, n - 1, num_frames, dtype=int)``, plus extra frames up to
+``stored_frames`` when asked for training jitter; each frame resized and centre-cropped as it is decoded:
+:mod:`vtrlab.data.video`), encode the frames, write the tar to a local temp file, upload it under a
 temporary key, commit it, then commit its stats sidecar. A rerun reads the sidecars and skips every
 shard whose sidecar matches its plan hash (same videos, captions, spans and frame options), so an
 interrupted build resumes where it stopped. The manifest is committed last.
@@ -27,6 +29,7 @@ from pathlib import Path
 
 from vtrlab import storage
 from vtrlab.data.card import DatasetCard, load_card
+from vtrlab.data.frames import SAMPLING, frames_manifest
 from vtrlab.data.parsers import VideoIndex, VideoItem, parse_annotations
 from vtrlab.data.shards import (
     FORMAT,
@@ -37,10 +40,18 @@ from vtrlab.data.shards import (
     sidecar_key,
     write_shard,
 )
-from vtrlab.data.video import decode_video
+from vtrlab.data.video import decode_clip
 from vtrlab.errors import ConfigError, DataError, StorageError
 
-BUILD_OPTION_KEYS = ("stored_frames", "image_size", "fps", "frame_format", "jpeg_quality", "shard_samples")
+BUILD_OPTION_KEYS = (
+    "num_frames",
+    "stored_frames",
+    "image_size",
+    "fps",
+    "frame_format",
+    "jpeg_quality",
+    "shard_samples",
+)
 
 
 def build_options(card: DatasetCard, **overrides) -> dict:
@@ -53,15 +64,24 @@ def build_options(card: DatasetCard, **overrides) -> dict:
             opts[k] = v
     if opts["frame_format"] not in ("jpg", "png", "npy"):
         raise ConfigError(f"frame_format {opts['frame_format']!r}: expected jpg, png or npy")
+    if opts["stored_frames"] is not None and opts["stored_frames"] < opts["num_frames"]:
+        raise ConfigError(
+            f"stored_frames {opts['stored_frames']} < num_frames {opts['num_frames']}: a build keeps CLIP4Clip's "
+            "num_frames frames of each clip (plus extras up to stored_frames); set num_frames to keep fewer"
+        )
+    if opts["stored_frames"] == opts["num_frames"]:
+        opts["stored_frames"] = None  # CLIP4Clip's frames exactly: nothing extra to store
+    opts["sampling"] = SAMPLING  # in the plan hash: shards sampled by another rule are rebuilt, not resumed
     return opts
 
 
 def _decode_records(tasks: list[dict], opts: dict) -> Iterator[ClipRecord | Skip]:
     for t in tasks:
         try:
-            frames = decode_video(
+            clip = decode_clip(
                 t["path"],
-                max_frames=opts["stored_frames"],
+                num_frames=opts["num_frames"],
+                stored_frames=opts["stored_frames"],
                 size=opts["image_size"],
                 fps=opts["fps"],
                 start=t["start"],
@@ -71,8 +91,9 @@ def _decode_records(tasks: list[dict], opts: dict) -> Iterator[ClipRecord | Skip
         except DataError as exc:
             yield Skip(t["video_id"], str(exc))
             continue
+        meta = {**(t["meta"] or {}), "sampling": clip.sampling_meta()}
         yield ClipRecord(
-            t["video_id"], t["captions"], frames, t["start"], t["end"], os.path.basename(t["path"]), t["meta"]
+            t["video_id"], t["captions"], clip.frames, t["start"], t["end"], os.path.basename(t["path"]), meta
         )
 
 
@@ -257,12 +278,13 @@ def build(
 ) -> dict:
     """Build a benchmark's shards and manifest at ``out`` (local path, file://, s3://); returns the manifest.
 
-    ``option_overrides``: any of stored_frames, image_size, fps, frame_format, jpeg_quality, shard_samples
-    (default: the card's). Missing or undecodable videos, and ids an id list names that the caption file
-    lacks (ActivityNet, DiDeMo; an error with ``strict_ids``), are skipped and listed in the manifest with
-    the reason; bad annotation files raise DataError. Resumable: shards already complete (sidecar with the
-    same plan hash) are not rebuilt. Logs "resumed N of M shards" through ``progress`` (called with each
-    shard's stats, plus ``{"resumed": True}`` for shards skipped).
+    ``option_overrides``: any of num_frames (the frames evaluation sees), stored_frames (more: extra frames
+    for training jitter), image_size, fps, frame_format, jpeg_quality, shard_samples (default: the card's);
+    the manifest's ``frames`` entry says what was stored. Missing or undecodable videos, and ids an id list
+    names that the caption file lacks (ActivityNet, DiDeMo; an error with ``strict_ids``), are skipped and
+    listed in the manifest with the reason; bad annotation files raise DataError. Resumable: shards already
+    complete (sidecar with the same plan hash) are not rebuilt. Logs "resumed N of M shards" through
+    ``progress`` (called with each shard's stats, plus ``{"resumed": True}`` for shards skipped).
     """
     card = benchmark if isinstance(benchmark, DatasetCard) else load_card(benchmark)
     opts = build_options(card, **option_overrides)
@@ -288,7 +310,8 @@ def build(
                 continue
         todo.append(s)
     results = run_tasks(todo, store.spec(), opts, executor, num_cpus, progress)
-    man = assemble_manifest(card.name, card, opts, list(parsed), done + results, missing)
+    frames = frames_manifest(opts["num_frames"], opts["stored_frames"], opts["fps"], opts["image_size"])
+    man = assemble_manifest(card.name, card, opts, list(parsed), done + results, missing, extra={"frames": frames})
     # splits built earlier into the same place with the same options (``--splits`` builds) are kept
     kept = _earlier_splits(store, card.name, opts, set(parsed))
     if kept:

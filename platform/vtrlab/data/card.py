@@ -19,9 +19,10 @@ Card fields::
       test:  {videos: 1000, captions: 1000, protocol: one-caption}
     num_frames: 12                     # the run's default frame count (12 or 32)
     max_words: 32                      # the run's default caption length in tokens (32 or 64)
-    stored_frames: 16                  # frames kept per clip in shards (>= num_frames: training jitters)
+    stored_frames: null                # frames kept per clip: null = num_frames, CLIP4Clip's frames exactly;
+                                       #   more keeps extra 1-fps frames for optional training jitter
     image_size: 224                    # stored frame size (shorter side resized, centre crop)
-    fps: 1                             # sampling rate before the uniform down-sampling to stored_frames
+    fps: 1                             # sampling rate before CLIP4Clip's linspace(dtype=int) to num_frames
     frame_format: jpg                  # jpg | png | npy (see docs/performance.md, "Data loading")
     jpeg_quality: 90
     shard_samples: 256                 # videos per shard
@@ -70,7 +71,7 @@ class DatasetCard(BaseModel):
     splits: dict[str, SplitSpec]
     num_frames: int = Field(ge=1, le=256)
     max_words: int = Field(ge=4, le=256)
-    stored_frames: int = Field(ge=1, le=512)
+    stored_frames: int | None = Field(default=None, ge=1, le=512)
     image_size: int = Field(ge=8, le=1024)
     fps: float = Field(default=1.0, gt=0)
     frame_format: Literal["jpg", "png", "npy"] = "jpg"

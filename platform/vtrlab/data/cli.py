@@ -30,7 +30,12 @@ def build(
     splits: Annotated[list[str] | None, typer.Option("--splits", help="splits to build (repeat; default: all)")] = None,
     executor: Annotated[str, typer.Option(help="ray (default; RAY_ADDRESS or a local Ray) or local")] = "ray",
     num_cpus: Annotated[int | None, typer.Option(help="CPUs of a local Ray (default: all)")] = None,
-    stored_frames: Annotated[int | None, typer.Option(help="override the card's stored_frames")] = None,
+    num_frames: Annotated[
+        int | None, typer.Option(help="frames evaluation sees, CLIP4Clip's (default: the card's num_frames)")
+    ] = None,
+    stored_frames: Annotated[
+        int | None, typer.Option(help="frames kept per clip; more than num_frames keeps extras for training jitter")
+    ] = None,
     image_size: Annotated[int | None, typer.Option(help="override the card's image_size")] = None,
     frame_format: Annotated[str | None, typer.Option(help="override the card's frame_format: jpg|png|npy")] = None,
     shard_samples: Annotated[int | None, typer.Option(help="override the card's videos per shard")] = None,
@@ -66,6 +71,7 @@ def build(
         num_cpus=num_cpus,
         progress=progress,
         strict_ids=strict_ids,
+        num_frames=num_frames,
         stored_frames=stored_frames,
         image_size=image_size,
         frame_format=frame_format,

@@ -9,9 +9,9 @@ list of :class:`VideoItem` (video id, video file name hint, time span, captions)
 - MSR-VTT test (1k-A): the one JSFUSION sentence per video. MSVD: every caption of every video (the
   multi-caption protocol). LSMDC: one sentence per clip; clip ids map to clip files.
 - DiDeMo and ActivityNet: all sentences of a video joined (with spaces, in annotation order) into one
-  paragraph over the whole video. DiDeMo's span is [0, 31) s as in CLIP4Clip (annotations cover the
-  first 30 s); ActivityNet's is [0, ceil(duration)). Ids their id lists name without captions are
-  skipped (``Parsed.skipped``), or an error with ``strict_ids``.
+  paragraph over the whole video. DiDeMo's span is [0, 31] s as in CLIP4Clip (annotations cover the
+  first 30 s; end inclusive: 32 one-second marks); ActivityNet's is [0, ceil(duration)]. Ids their id
+  lists name without captions are skipped (``Parsed.skipped``), or an error with ``strict_ids``.
 
 Video files are found by :class:`VideoIndex`. Bad annotation files raise :class:`~vtrlab.errors.DataError`
 naming the file and the line or key.

@@ -1,11 +1,30 @@
-"""Video decoding with PyAV: sample at ``fps`` (1 by default), then uniformly down to ``max_frames``,
-resize the shorter side to ``size`` (bicubic) and centre-crop to ``size`` x ``size``.
+"""Video decoding with PyAV as CLIP4Clip samples frames, and frame encoding for the shards.
 
-Sampling follows CLIP4Clip: one frame per second at t = start, start + 1, ... (the first decoded frame at
-or after each second mark, up to ``end``), then ``np.linspace(0, n - 1, max_frames)`` picks the stored
-frames when there are more. Clips shorter than ``max_frames`` seconds keep fewer frames (the loader pads
-and masks them). Only the selected frames are converted to RGB, so decoding costs one pass over the
-packets. Also: frame encoding (JPEG/PNG/npy) used by the shard writer and the loader.
+Sampling (CLIP4Clip, ArrowLuo/CLIP4Clip ``RawVideoExtractorCV2.video_to_tensor`` + the dataloaders'
+``_get_rawvideo`` with ``slice_framepos=2``):
+
+- One frame per second mark ``start, start + 1, ..., end`` -- the span is INCLUSIVE of ``end`` (CLIP4Clip's
+  ``np.arange(start_sec, end_sec + 1)``: DiDeMo's 0..31 gives 32 frames), keeping the marks the video has.
+  The frame of mark ``s`` is the first frame shown at or after ``s`` seconds (within ``[s, s + 1)``), times
+  counted from the video's first frame: CLIP4Clip's frame ``int(s * fps)`` for constant-rate videos of
+  integer fps (its 3 fps compressed videos included). On raw non-integer rates (29.97) OpenCV's
+  ``int(fps)`` makes CLIP4Clip's "second" 29 frames, 0.968 s, which drifts; vtrlab keeps true seconds.
+- Of those ``n`` frames, the clip's ``F`` frames are :func:`vtrlab.data.frames.clip4clip_indices` ``(n, F)`` =
+  ``np.linspace(0, n - 1, F, dtype=int)`` (truncating), all ``n`` when ``n <= F`` (the loader pads and masks).
+- Each frame: shorter side resized to ``size`` (PIL bicubic, long side truncated as torchvision's
+  ``Resize``), centre-cropped to ``size`` x ``size`` (``CenterCrop``'s rounding), RGB uint8.
+
+Memory (:func:`decode_clip`): ``n`` must be known before the frames are chosen, so a first pass reads the
+packets' timestamps without decoding them; the second pass decodes and converts only the chosen frames,
+each resized and cropped as soon as it is decoded. Peak memory is the stored ``size`` x ``size`` frames
+plus the decoder's own buffers, whatever the clip's length. When the packets have no timestamps a decoding
+pass counts the frames first; when the decoded frames disagree with the packet count, the selection is
+redone with the decoded count (a further pass), so the frames are always chosen over the frames decoded.
+
+Storage for jittered training (:mod:`vtrlab.data.frames`, :func:`stored_positions`): the ``F`` evaluation
+frames exactly, plus, when ``stored_frames > F``, evenly spread extra 1-fps frames up to ``stored_frames`` in
+all; :func:`select_frames` picks the evaluation frames (default, also for training) or, with a random generator,
+one stored frame from each evaluation frame's segment (training jitter, an option).
 """
 
 from __future__ import annotations
@@ -13,22 +32,267 @@ from __future__ import annotations
 import io
 import math
 import os
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
+from vtrlab.data.frames import clip4clip_indices, stored_positions
 from vtrlab.errors import DataError
+
+_EPS = 1e-3  # seconds: a frame 1 ms before a mark counts as at the mark (millisecond time bases round)
+
+
+# ------------------------------------------------------------------------------------------------
+# Decoding
+# ------------------------------------------------------------------------------------------------
 
 
 def _resize_crop(img: Image.Image, size: int) -> np.ndarray:
+    """torchvision's ``Resize(size, BICUBIC)`` + ``CenterCrop(size)`` on a PIL image, as RGB uint8."""
     w, h = img.size
-    scale = size / min(w, h)
-    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+    if w <= h:
+        nw, nh = size, int(size * h / w)
+    else:
+        nw, nh = int(size * w / h), size
     if (nw, nh) != (w, h):
         img = img.resize((nw, nh), Image.Resampling.BICUBIC)
-    left, top = (nw - size) // 2, (nh - size) // 2
+    top, left = round((nh - size) / 2.0), round((nw - size) / 2.0)
     img = img.crop((left, top, left + size, top + size))
     return np.asarray(img.convert("RGB"), dtype=np.uint8)
+
+
+@dataclass(frozen=True)
+class DecodedClip:
+    """The frames a build stores for one clip.
+
+    ``frames`` uint8 [T, size, size, 3] RGB; ``positions`` int64 [T]: each frame's index among the clip's
+    ``num_sampled`` 1-fps frames (strictly increasing); ``times`` float64 [T]: its time in seconds from the
+    video's first frame; ``eval_index`` int64 [min(n, F)]: indices into ``frames`` of CLIP4Clip's ``F``
+    evaluation frames."""
+
+    frames: np.ndarray
+    positions: np.ndarray
+    times: np.ndarray
+    num_sampled: int
+    eval_index: np.ndarray
+
+    def sampling_meta(self) -> dict:
+        """JSON-ready record of what was stored (for the sample's JSON in the shard)."""
+        return {
+            "n": self.num_sampled,
+            "positions": self.positions.tolist(),
+            "eval_index": self.eval_index.tolist(),
+            "times": [round(float(t), 3) for t in self.times],
+        }
+
+
+class _Marks:
+    """Assigns frames, in presentation order, to the marks ``start + k * step`` (``k = 0..last``, all when
+    ``last`` is None): a mark's frame is the first within ``[mark, mark + step)``."""
+
+    def __init__(self, start: float, step: float, last: int | None) -> None:
+        self.start, self.step, self.last = start, step, last
+        self.prev = -1
+        self.count = 0
+
+    def offer(self, t: float) -> int | None:
+        """The frame's ordinal among the picked frames, None when not picked; raises StopIteration past
+        the span."""
+        k = math.floor((t - self.start + _EPS) / self.step)
+        if self.last is not None and k > self.last:
+            raise StopIteration
+        if k < 0 or k <= self.prev:
+            return None
+        self.prev = k
+        self.count += 1
+        return self.count - 1
+
+
+class _NoTimestamps(Exception):
+    """A decoded frame without a timestamp after a seek: decode the pass again from the beginning."""
+
+
+def _open(path: str):
+    import av
+
+    try:
+        container = av.open(path)
+    except Exception as exc:
+        raise DataError(f"{path}: cannot open video: {exc}") from None
+    if not container.streams.video:
+        container.close()
+        raise DataError(f"{path}: no video stream")
+    return container, container.streams.video[0]
+
+
+def _scan(path: str, start: float, step: float, last: int | None) -> tuple[int, int] | None:
+    """(origin pts, number of picked frames) from the packets' timestamps, without decoding; None when some
+    packet has no timestamp."""
+    container, stream = _open(path)
+    tb = stream.time_base
+    pts: list[int] = []
+    first: int | None = None
+    stop = None if last is None else start + (last + 1) * step + 2.0  # past the span, B-frame reordering margin
+    try:
+        for pkt in container.demux(stream):
+            if pkt.size == 0 or pkt.is_discard:
+                continue
+            if pkt.pts is None or tb is None:
+                return None
+            pts.append(pkt.pts)
+            first = pkt.pts if first is None else min(first, pkt.pts)
+            if stop is not None and pkt.dts is not None and float((pkt.dts - first) * tb) > stop:
+                break
+    finally:
+        container.close()
+    if not pts:
+        return None
+    origin = min(pts)
+    marks = _Marks(start, step, last)
+    for p in sorted(set(pts)):
+        try:
+            marks.offer(float((p - origin) * tb))
+        except StopIteration:
+            break
+    return origin, marks.count
+
+
+def _decode_pass(
+    path: str,
+    *,
+    origin: int | None,
+    start: float,
+    step: float,
+    last: int | None,
+    wanted: set[int],
+    size: int,
+    threads: int,
+    seek: bool,
+) -> tuple[int, dict[int, tuple[float, np.ndarray]]]:
+    """Decode the span once: (number of picked frames, {ordinal: (time, resized frame)} for ``wanted``)."""
+    container, stream = _open(path)
+    stream.thread_type = "AUTO"
+    if threads:
+        stream.thread_count = threads
+    tb = stream.time_base
+    rate = stream.average_rate or stream.guessed_rate
+    marks = _Marks(start, step, last)
+    kept: dict[int, tuple[float, np.ndarray]] = {}
+    prev_t: float | None = None
+    seeked = False
+    try:
+        if seek and origin is not None and tb is not None and start > 0:
+            try:
+                container.seek(origin + int(start / tb), stream=stream, backward=True, any_frame=False)
+                seeked = True
+            except Exception:
+                container.close()
+                container, stream = _open(path)
+        for frame in container.decode(stream):
+            if frame.pts is not None and tb is not None:
+                if origin is None:
+                    origin = frame.pts
+                t = float((frame.pts - origin) * tb)
+            elif seeked and prev_t is None:
+                raise _NoTimestamps
+            elif rate:
+                t = 0.0 if prev_t is None else prev_t + 1.0 / float(rate)
+            else:
+                raise DataError(f"{path}: frames without timestamps and no frame rate")
+            prev_t = t
+            try:
+                j = marks.offer(t)
+            except StopIteration:
+                break
+            if j is not None and j in wanted:
+                kept[j] = (t, _resize_crop(frame.to_image(), size))
+    finally:
+        container.close()
+    return marks.count, kept
+
+
+def decode_clip(
+    path: str | os.PathLike,
+    *,
+    num_frames: int,
+    size: int,
+    stored_frames: int | None = None,
+    fps: float = 1.0,
+    start: float | None = None,
+    end: float | None = None,
+    threads: int = 0,
+) -> DecodedClip:
+    """Decode a clip as CLIP4Clip samples it (module docstring): the frames at :func:`stored_positions`
+    ``(n, num_frames, stored_frames)`` among its ``n`` frames at ``fps`` over ``[start, end]`` seconds
+    (``end`` inclusive; None: from the first frame / to the last), resized and cropped to ``size``.
+
+    ``stored_frames`` None or <= ``num_frames``: only CLIP4Clip's ``num_frames`` frames. ``threads``:
+    decoder threads (0 = FFmpeg's choice; the build's Ray tasks use 1, one task per core).
+    Raises DataError naming the file when it cannot be opened or decoded, or the span has no frame."""
+    path = str(path)
+    if num_frames < 1 or size < 1 or fps <= 0:
+        raise ValueError(f"num_frames {num_frames}, size {size}, fps {fps}: expected positive values")
+    start = float(start or 0.0)
+    step = 1.0 / fps
+    last = None if end is None else math.floor((float(end) - start + _EPS) / step)
+    span = f"[{start:g}, {'end' if end is None else f'{float(end):g}'}] s"
+    if last is not None and last < 0:
+        raise DataError(f"{path}: empty span {span}")
+    try:
+        scan = _scan(path, start, step, last)
+        seek = scan is not None
+        origin, n = scan if scan is not None else (None, None)
+        for _ in range(3):
+            if n is None:  # no packet timestamps: count by decoding
+                n, _ = _decode_pass(
+                    path,
+                    origin=None,
+                    start=start,
+                    step=step,
+                    last=last,
+                    wanted=set(),
+                    size=size,
+                    threads=threads,
+                    seek=False,
+                )
+            pos = stored_positions(n, num_frames, stored_frames)
+            try:
+                got, kept = _decode_pass(
+                    path,
+                    origin=origin,
+                    start=start,
+                    step=step,
+                    last=last,
+                    wanted=set(pos.tolist()),
+                    size=size,
+                    threads=threads,
+                    seek=seek,
+                )
+            except _NoTimestamps:
+                seek = False
+                continue
+            if got == n:
+                break
+            n = got  # the packets miscounted the frames: choose again over the decoded ones
+        else:
+            raise DataError(f"{path}: frame count changes between decoding passes")
+    except DataError:
+        raise
+    except Exception as exc:
+        raise DataError(f"{path}: cannot decode video: {type(exc).__name__}: {exc}") from None
+    if n == 0:
+        raise DataError(f"{path}: no decodable frame in {span}")
+    ordered = sorted(kept.items())
+    frames = np.stack([fr for _, (_, fr) in ordered])
+    evals = clip4clip_indices(n, num_frames)
+    return DecodedClip(
+        frames=frames,
+        positions=pos,
+        times=np.array([t for _, (t, _) in ordered], dtype=np.float64),
+        num_sampled=n,
+        eval_index=np.searchsorted(pos, evals).astype(np.int64),
+    )
 
 
 def decode_video(
@@ -41,57 +305,9 @@ def decode_video(
     end: float | None = None,
     threads: int = 0,
 ) -> np.ndarray:
-    """Frames uint8 [T, size, size, 3] (RGB), 1 <= T <= max_frames. Raises DataError if undecodable.
-
-    ``threads``: decoder threads (0 = FFmpeg's choice; the build's Ray tasks use 1, one task per core)."""
-    import av
-
-    path = str(path)
-    start = float(start or 0.0)
-    try:
-        container = av.open(path)
-    except Exception as exc:
-        raise DataError(f"{path}: cannot open video: {exc}") from None
-    picked: list[Image.Image] = []
-    try:
-        if not container.streams.video:
-            raise DataError(f"{path}: no video stream")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        if threads:
-            stream.thread_count = threads
-        tb = stream.time_base
-        step = 1.0 / fps
-        next_t = start
-        if start > 0:
-            try:
-                container.seek(int(start / tb), stream=stream, backward=True, any_frame=False)
-            except Exception:
-                container.seek(0)
-        last_t = -math.inf
-        for frame in container.decode(stream):
-            t = (last_t + step if last_t > -math.inf else 0.0) if frame.pts is None else float(frame.pts * tb)
-            last_t = t
-            if end is not None and t >= end:
-                break
-            if t + 1e-6 < next_t:
-                continue
-            picked.append(frame.to_image())
-            # next second mark strictly after this frame
-            next_t = start + step * (math.floor((t - start) / step + 1e-6) + 1)
-    except DataError:
-        raise
-    except Exception as exc:
-        raise DataError(f"{path}: cannot decode video: {type(exc).__name__}: {exc}") from None
-    finally:
-        container.close()
-    if not picked:
-        raise DataError(f"{path}: no decodable frame in [{start}, {end if end is not None else 'end'}) s")
-    n = len(picked)
-    if n > max_frames:
-        idx = np.linspace(0, n - 1, num=max_frames).round().astype(int)
-        picked = [picked[i] for i in idx]
-    return np.stack([_resize_crop(im, size) for im in picked])
+    """CLIP4Clip's ``max_frames`` frames of a clip, uint8 [T, size, size, 3] RGB, 1 <= T <= max_frames
+    (:func:`decode_clip` without extra frames). Raises DataError naming the file if undecodable."""
+    return decode_clip(path, num_frames=max_frames, size=size, fps=fps, start=start, end=end, threads=threads).frames
 
 
 # ------------------------------------------------------------------------------------------------

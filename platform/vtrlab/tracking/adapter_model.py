@@ -47,13 +47,11 @@ class AdapterEmbeddings(mlflow.pyfunc.PythonModel):
     def _video(self, path: str) -> np.ndarray:
         import torch
 
-        from vtrlab.data.loader import frame_indices
         from vtrlab.data.video import decode_video
 
         size = self.encoder.image_size[0]
-        frames = decode_video(path, max_frames=1 << 16, size=size)  # every 1 fps frame, then sampled as the loader
-        picked = frames[frame_indices(len(frames), self.num_frames)]
-        clip = torch.from_numpy(np.ascontiguousarray(picked)).permute(0, 3, 1, 2).unsqueeze(0)
+        frames = decode_video(path, max_frames=self.num_frames, size=size)  # CLIP4Clip's frames, as evaluation
+        clip = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).unsqueeze(0)
         mask = torch.ones(clip.shape[:2], dtype=torch.bool)
         return self.encoder.encode_video(clip, mask).numpy()
 

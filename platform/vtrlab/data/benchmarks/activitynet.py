@@ -1,7 +1,7 @@
 """ActivityNet Captions (CLIP4Clip layout): the sentences of a video joined into one paragraph over the
-whole video, [0, ceil(duration)) s. ``train.json`` / ``val_1.json`` map ``v_<id>`` to ``{duration,
-timestamps, sentences}``; ``train_ids.json`` / ``val_ids.json`` list a split's ids. Video files are named
-with or without the ``v_`` prefix.
+whole video, [0, ceil(duration)] s (end inclusive, as CLIP4Clip decodes). ``train.json`` / ``val_1.json``
+map ``v_<id>`` to ``{duration, timestamps, sentences}``; ``train_ids.json`` / ``val_ids.json`` list a
+split's ids. Video files are named with or without the ``v_`` prefix.
 
 The official id lists name videos the caption files lack (train_ids.json 10,024 ids, train.json 10,009
 videos; val_ids.json 4,926, val_1.json 4,917): those ids are skipped as CLIP4Clip skips them, reported in

@@ -23,8 +23,9 @@ TEXT_ENCODING = "utf-8-sig"
 class VideoItem:
     """One video (or clip) of a split with all its captions.
 
-    ``start``/``end`` (seconds, end exclusive; None = from the beginning / to the end) select the part of
-    the file that is decoded. ``meta`` holds extra annotation fields kept in the shard's JSON.
+    ``start``/``end`` (seconds; None = from the beginning / to the end) select the part of the file that is
+    decoded, end INCLUSIVE as CLIP4Clip decodes: a frame at each second mark start..end the video has.
+    ``meta`` holds extra annotation fields kept in the shard's JSON.
     """
 
     video_id: str

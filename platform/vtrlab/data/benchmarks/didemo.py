@@ -15,10 +15,10 @@ from vtrlab.data.benchmarks.registry import register_benchmark
 from vtrlab.data.card import DatasetCard
 from vtrlab.errors import DataError
 
-DIDEMO_END_S = 31.0  # CLIP4Clip: annotations cover the first 30 s (5-s chunks); the clip is [0, 31) s
+DIDEMO_END_S = 31.0  # CLIP4Clip: annotations cover the first 30 s (5-s chunks); the clip is [0, 31] s, 32 marks
 
 
-@register_benchmark("didemo", "DiDeMo: the descriptions of a video as one paragraph over [0, 31) s")
+@register_benchmark("didemo", "DiDeMo: the descriptions of a video as one paragraph over [0, 31] s")
 def parse_didemo(card: DatasetCard, ann_dir: Path, splits: list[str], strict_ids: bool = False) -> Parsed:
     """Ids of the list without a description are skipped (CLIP4Clip keeps the intersection), or with
     ``strict_ids`` an error."""
