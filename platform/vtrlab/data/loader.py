@@ -5,7 +5,8 @@ Batches (dicts) as the model and training code expect them:
 - train (:func:`make_train_loader`): ``frames`` uint8 [B, F, 3, H, W] (RGB, unnormalised), ``frame_mask``
   bool [B, F] (True = real frame; clips with fewer stored frames than F are zero-padded at the end),
   ``tokens`` int64 [B, max_words] (open_clip BPE via :func:`vtrlab.model.tokenizer.tokenize`),
-  ``video_id`` list[str], ``caption`` list[str].
+  ``video_id`` list[str], ``caption`` list[str], ``video_key`` int64 [B] (:func:`video_key` of each
+  ``video_id``: what the loss needs to tell two captions of one video apart from a negative).
 - eval (:func:`make_eval_loader`): ``frames``, ``frame_mask``, ``video_id`` as above, one row per VIDEO;
   ``captions`` list[list[str]] (all captions of each video, in stored order), ``tokens`` int64
   [total captions in batch, max_words] and ``caption_video_index`` int64 [total captions] (row of each
@@ -15,15 +16,27 @@ Frame sampling: the stored T frames are cut into F equal segments; training take
 frame inside each segment (jitter), evaluation the centre of each segment. With T < F all T frames are
 used and the rest is padding (mask False).
 
-Training streams are "resampled": every (rank, DataLoader worker) draws shards at random with
-replacement (weighted by caption count, so every caption is drawn once per epoch in expectation), expands
-each video into one (clip, caption) pair per caption (frames stored once per video), passes the pairs
-through a shuffle buffer and batches them. Every worker of every rank yields exactly
-``ceil(epoch_batches / num_workers)`` batches, so every rank yields the same number of batches per epoch
-(``len(loader)``) and nothing waits for a shard that some rank does not have: there is no hang with fewer
-shards than ranks x workers. ``epoch_batches`` defaults to ``captions // (batch_size * world_size)``.
-Randomness is a function of (seed, epoch, rank, worker): iterating the loader again starts the next epoch
-(or call ``loader.set_epoch(e)``).
+Training streams are "resampled": every (rank, DataLoader worker) draws shards uniformly at random with
+replacement and, on each visit of a shard, emits each of its videos with about ``c / c_mean`` of its ``c``
+captions (``c_mean``: the split's captions per video; exactly one for equal counts, e.g. MSR-VTT's 20;
+systematic rounding over the visits otherwise), taking its captions in a random order without repeats
+until all have been used. So every (video, caption) pair is drawn once per epoch in expectation, as in
+CLIP4Clip's uniform shuffle of all pairs, and a batch is about as diverse as one of that shuffle: the
+captions of one video are spread over the epoch instead of sitting side by side. The share of a batch's
+pairs that have a same-video twin in the batch is at most about ``(B - 1) / videos`` (uniform shuffle:
+``(B - 1) (c - 1) / captions``, which is nearly the same for ``c`` >= 5). Measured for MSR-VTT- and
+MSVD-shaped data by ``bench/data_throughput.py``, tested against the uniform share within a factor 2.
+The pairs then pass through a shuffle buffer (``shuffle_buffer`` pairs, mixing shards) and are batched. A
+buffered pair holds a reference to its video's compressed sample, never decoded frames (frames are
+decoded when the pair leaves the buffer), and one visit emits (almost always) one pair per video, so the
+buffer holds about ``shuffle_buffer`` compressed videos (about 120 MB per worker at the default 500 with 16
+JPEG frames of 224 px); the diversity does not depend on the buffer's size. The price is I/O: a video's
+bytes are read once per pair (as CLIP4Clip loads a video per pair), not once per epoch. Every worker of
+every rank yields exactly ``ceil(epoch_batches / num_workers)`` batches, so every rank yields the same
+number of batches per epoch (``len(loader)``) and nothing waits for a shard that some rank does not have:
+there is no hang with fewer shards than ranks x workers. ``epoch_batches`` defaults to
+``captions // (batch_size * world_size)``. Randomness is a function of (seed, epoch, rank, worker):
+iterating the loader again starts the next epoch (or call ``loader.set_epoch(e)``).
 
 Evaluation splits the split's samples (manifest order: shards in order, samples in shard order) into
 ``world_size`` contiguous blocks; rank r reads only the shards overlapping its block, so every video is
@@ -44,6 +57,7 @@ once a shard has been read to its end) raises :class:`~vtrlab.errors.DataError` 
 
 from __future__ import annotations
 
+import hashlib
 import math
 import warnings
 from collections.abc import Iterator
@@ -56,7 +70,15 @@ from vtrlab import storage
 from vtrlab.data.shards import RawSample, iter_shard_safe, manifest_split, read_manifest
 from vtrlab.errors import ConfigError, DataError
 
-__all__ = ["decode_frames", "frame_indices", "make_eval_loader", "make_train_loader"]
+__all__ = [
+    "decode_frames",
+    "frame_indices",
+    "make_eval_loader",
+    "make_train_loader",
+    "twin_share",
+    "uniform_twin_share",
+    "video_key",
+]
 
 DECODE_MODES = ("cpu", "device")
 
@@ -75,6 +97,37 @@ def frame_indices(num_stored: int, num_frames: int, rng: np.random.Generator | N
     if rng is None:
         return (a + b) // 2
     return a + np.floor(rng.random(num_frames) * (b - a)).astype(np.int64)
+
+
+def video_key(video_id: str) -> int:
+    """A stable signed 64-bit key of a video id (blake2b): the same in every process, run and machine."""
+    digest = hashlib.blake2b(video_id.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "little", signed=True)
+
+
+def twin_share(video_ids: list[str]) -> float:
+    """The share of a batch's pairs whose video has another pair in the batch (a same-video twin)."""
+    _, inverse, counts = np.unique(np.asarray(video_ids, dtype=object), return_inverse=True, return_counts=True)
+    return float((counts[inverse] > 1).mean()) if len(video_ids) else 0.0
+
+
+def uniform_twin_share(captions_per_video: list[int] | np.ndarray, batch_size: int) -> float:
+    """The expected :func:`twin_share` of a batch drawn uniformly without replacement from all (video,
+    caption) pairs of videos with these caption counts (CLIP4Clip's shuffle). Exact (hypergeometric)."""
+    c = np.asarray(captions_per_video, dtype=np.float64)
+    n, k = c.sum(), batch_size - 1  # the other pairs of the batch, drawn from the other n - 1 pairs
+
+    def log_choose(a: np.ndarray | float, b: float) -> np.ndarray:
+        return _lgamma(a + 1) - _lgamma(b + 1) - _lgamma(a - b + 1)
+
+    free = n - c  # pairs of other videos
+    p_alone = np.exp(log_choose(free, k) - log_choose(n - 1, k))
+    p_alone = np.where(free >= k, p_alone, 0.0)
+    return float((c / n * (1.0 - p_alone)).sum())
+
+
+def _lgamma(x: np.ndarray | float) -> np.ndarray:
+    return torch.lgamma(torch.as_tensor(np.maximum(x, 0.0), dtype=torch.float64)).numpy()
 
 
 def _decode(s: RawSample, num_frames: int, rng: np.random.Generator | None, on_error: str) -> torch.Tensor | None:
@@ -198,7 +251,11 @@ class _DatasetBase(IterableDataset):
 
 
 class TrainStream(_DatasetBase):
-    """The resampled training stream of one rank (see the module docstring)."""
+    """The resampled training stream of one rank (see the module docstring).
+
+    ``shuffle_buffer``: (clip, caption) pairs held per worker for shuffling (each a reference to its
+    video's compressed sample; about one compressed video per pair).
+    """
 
     def __init__(
         self,
@@ -229,8 +286,7 @@ class TrainStream(_DatasetBase):
         self.batches_per_worker = math.ceil(epoch_batches / self.num_workers)
         self.shuffle_buffer = max(1, shuffle_buffer)
         self.epoch = 0
-        w = np.array([max(1, s["captions"]) for s in self.shards], dtype=np.float64)
-        self.weights = w / w.sum()
+        self.captions_per_video = max(1, self.info["captions"]) / max(1, self.info["samples"])
 
     def __len__(self) -> int:
         return self.batches_per_worker * self.num_workers
@@ -238,14 +294,39 @@ class TrainStream(_DatasetBase):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
-    def _pairs(self, rng: np.random.Generator) -> Iterator[tuple[RawSample, str]]:
+    def _visit_captions(self, captions: list[str], visit: int, seed: list[int]) -> list[str]:
+        """The captions a video emits on its ``visit``-th visit (0-based) in this epoch and worker.
+
+        Visit ``j`` emits positions ``[floor(j x + u), floor((j + 1) x + u))`` of a random permutation of
+        the captions (cyclically), ``x = c / c_mean``, ``u`` uniform: ``x`` per visit on average (exactly
+        one when ``x == 1``), without repeats until all ``c`` are used. ``u`` and the permutation are fixed
+        per video by ``seed``, so no per-video state is kept.
+        """
+        c = len(captions)
+        if c == 0:
+            return []
+        g = np.random.default_rng(seed)
+        x, u = c / self.captions_per_video, g.random()
+        lo, hi = math.floor(visit * x + u), math.floor((visit + 1) * x + u)
+        if hi == lo:
+            return []
+        order = g.permutation(c)
+        return [captions[order[k % c]] for k in range(lo, hi)]
+
+    def _pairs(self, rng: np.random.Generator, wid: int) -> Iterator[tuple[RawSample, str]]:
+        """(sample, caption) pairs of shard visits: shards drawn uniformly, each video's captions spread
+        over its visits (see the module docstring)."""
+        visits = np.zeros(len(self.shards), dtype=np.int64)
         empty_run = 0
         while True:
-            shard = self.shards[int(rng.choice(len(self.shards), p=self.weights))]
+            si = int(rng.integers(len(self.shards)))
+            visit = int(visits[si])
+            visits[si] += 1
             got = False
-            for s in self._read(shard):
+            for i, s in enumerate(self._read(self.shards[si])):
                 got = True
-                for cap in s.meta["captions"]:
+                seed = [self.seed, self.epoch, self.rank, wid, si, i, 11]
+                for cap in self._visit_captions(s.meta["captions"], visit, seed):
                     yield s, cap
             empty_run = 0 if got else empty_run + 1
             if empty_run > 4 * len(self.shards) + 10:
@@ -258,7 +339,7 @@ class TrainStream(_DatasetBase):
             self.num_workers = nw
             self.batches_per_worker = math.ceil(self.epoch_batches / nw)
         rng = np.random.default_rng([self.seed, self.epoch, self.rank, wid, 7])
-        pairs = self._pairs(rng)
+        pairs = self._pairs(rng, wid)
         buf: list[tuple[RawSample, str]] = []
         batch: list[tuple[RawSample, str, torch.Tensor]] = []
         produced = 0
@@ -283,11 +364,13 @@ class TrainStream(_DatasetBase):
     def _collate(self, batch: list[tuple[RawSample, str, torch.Tensor]], rng) -> dict:
         samples = [s for s, _, _ in batch]
         caps = [c for _, c, _ in batch]
+        ids = [s.meta["video_id"] for s in samples]
         return {
             **self._frames_entries(samples, [a for _, _, a in batch]),
             "tokens": _tokenize(caps, self.max_words),
-            "video_id": [s.meta["video_id"] for s in samples],
+            "video_id": ids,
             "caption": caps,
+            "video_key": torch.tensor([video_key(v) for v in ids], dtype=torch.long),
         }
 
 
@@ -429,7 +512,8 @@ def make_train_loader(
 ) -> StreamLoader:
     """The training loader of one data-parallel rank (see the module docstring).
 
-    ``shuffle_buffer``: (clip, caption) pairs held for shuffling per worker; ``on_error``: "raise" or
+    ``shuffle_buffer``: (clip, caption) pairs held for shuffling per worker, each referencing its video's
+    compressed sample (not decoded frames; about one video per pair); ``on_error``: "raise" or
     "skip" for broken shards; ``verify``: check each fully read shard's sha256 against the manifest;
     ``decode``: "cpu" (frames decoded in the loader) or "device" (JPEG bytes handed on; call
     :func:`decode_frames` on the training device).

@@ -30,7 +30,13 @@ def train_in_process(
         for batch in loader:
             losses.append(
                 training_step(
-                    encoder, optimizer, batch["frames"], batch["frame_mask"], batch["tokens"], scheduler=scheduler
+                    encoder,
+                    optimizer,
+                    batch["frames"],
+                    batch["frame_mask"],
+                    batch["tokens"],
+                    scheduler=scheduler,
+                    video_keys=batch.get("video_key"),
                 )
             )
             if on_step is not None:

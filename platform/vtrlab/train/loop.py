@@ -118,6 +118,7 @@ def train_loop(config: dict[str, Any]) -> None:
                         max_grad_norm=spec.max_grad_norm,
                         scheduler=scheduler,
                         recipe=recipe,
+                        video_keys=batch["video_key"].to(device, non_blocking=True),
                     )
                 )
                 clips += len(batch["frames"])

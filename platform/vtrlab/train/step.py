@@ -26,7 +26,7 @@ from vtrlab.config import ClipMode, OptimizerName
 from vtrlab.model.dual_encoder import VideoTextDualEncoder
 from vtrlab.model.params import parameter_groups
 from vtrlab.train.bert_adam import BertAdam
-from vtrlab.train.loss import ddp_loss_scale, infonce_from_logits, symmetric_infonce
+from vtrlab.train.loss import ddp_loss_scale, infonce_from_logits, same_video_mask, symmetric_infonce
 from vtrlab.train.schedule import ScheduleOver
 
 DEFAULT_LR = {"method": 5e-6, "backbone_bias": 1e-7, "backbone": 1e-7}
@@ -132,16 +132,27 @@ def unwrap(model: torch.nn.Module) -> VideoTextDualEncoder:
 
 
 def contrastive_loss(
-    model: torch.nn.Module, frames: torch.Tensor, frame_mask: torch.Tensor, tokens: torch.Tensor
+    model: torch.nn.Module,
+    frames: torch.Tensor,
+    frame_mask: torch.Tensor,
+    tokens: torch.Tensor,
+    video_keys: torch.Tensor | None = None,
+    mask_same_video: bool = True,
 ) -> torch.Tensor:
     """Symmetric InfoNCE of a batch of (clip, caption) pairs; negatives gathered across ranks for dual
-    encoders, local to the batch for text-conditioned video heads. `model` may be DDP-wrapped."""
+    encoders, local to the batch for text-conditioned video heads. `model` may be DDP-wrapped.
+
+    `video_keys` ([B] int64, the loader's `video_key`) with `mask_same_video` (default): two pairs of the
+    same video are not each other's negatives (vtrlab.train.loss); without keys, or with
+    `mask_same_video=False`, every other pair is a negative (CLIP4Clip's loss)."""
     text_emb, video_emb = model(frames, frame_mask, tokens)
     encoder = unwrap(model)
     scale = encoder.logit_scale()
+    keys = video_keys.to(text_emb.device, non_blocking=True) if video_keys is not None and mask_same_video else None
     if video_emb.dim() == 3:
-        return infonce_from_logits(scale * encoder.similarity(text_emb, video_emb))
-    return symmetric_infonce(text_emb, video_emb, scale)
+        ignore = same_video_mask(keys) if keys is not None else None
+        return infonce_from_logits(scale * encoder.similarity(text_emb, video_emb), ignore=ignore)
+    return symmetric_infonce(text_emb, video_emb, scale, video_keys=keys)
 
 
 def training_step(
@@ -153,16 +164,19 @@ def training_step(
     max_grad_norm: float | None = 1.0,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     recipe: Recipe = RECIPES["adamw"],
+    video_keys: torch.Tensor | None = None,
+    mask_same_video: bool = True,
 ) -> float:
     """Forward, backward (bf16 autocast on GPU), gradient clipping, optimizer and scheduler step as the
-    `recipe` says; returns the loss. With no optimizer (zero-shot) only the loss is computed."""
+    `recipe` says; returns the loss. With no optimizer (zero-shot) only the loss is computed. `video_keys`
+    and `mask_same_video`: see `contrastive_loss`."""
     device = frames.device
     if optimizer is None:
         with torch.no_grad(), autocast_for(device):
-            return float(contrastive_loss(encoder, frames, frame_mask, tokens))
+            return float(contrastive_loss(encoder, frames, frame_mask, tokens, video_keys, mask_same_video))
     encoder.train()
     with autocast_for(device):
-        loss = contrastive_loss(encoder, frames, frame_mask, tokens)
+        loss = contrastive_loss(encoder, frames, frame_mask, tokens, video_keys, mask_same_video)
     (loss * ddp_loss_scale() if recipe.rank_loss == "sum" else loss).backward()
     params = [p for group in optimizer.param_groups for p in group["params"]]
     if max_grad_norm is not None:
