@@ -17,15 +17,46 @@ from vtrlab.data.shards import read_manifest
 from vtrlab.errors import ConfigError, DataError
 
 
-def test_frame_indices():
-    assert frame_indices(16, 4).tolist() == [2, 6, 10, 14]  # centres of 4 segments
-    assert frame_indices(5, 12).tolist() == [0, 1, 2, 3, 4]  # shorter clip: all frames, rest padded
+def test_frames_are_clip4clips_unless_jitter_is_asked(benchmark_fixtures, tmp_path):
+    """Evaluation and (by default) training read exactly the frames CLIP4Clip takes, linspace(dtype=int) of
+    the clip's 1-fps frames; jitter draws a stored frame of each frame's segment; synthetic samples (no
+    positions) count their stored frames as the 1-fps frames."""
+    from vtrlab.data.build import build
+    from vtrlab.data.frames import clip4clip_indices, segment_bounds
+    from vtrlab.data.shards import iter_shard
+
+    fx = benchmark_fixtures["lsmdc"]
+    out = str(tmp_path / "lsmdc")
+    build("lsmdc", fx["annotations"], fx["videos"], out, ["test"], num_frames=3, stored_frames=6, image_size=16,
+          executor="local")  # fmt: skip
+    man = read_manifest(out)
     rng = np.random.default_rng(0)
-    for _ in range(50):
-        idx = frame_indices(16, 12, rng)
-        edges = np.linspace(0, 16, 13)
-        assert len(idx) == 12 and all(np.floor(edges[i]) <= v < edges[i + 1] for i, v in enumerate(idx))
-        assert (np.diff(idx) >= 0).all()
+    for shard in man["splits"]["test"]["shards"]:
+        for sample in iter_shard(f"{out}/{shard['path']}"):
+            sampling = sample.meta["meta"]["sampling"]
+            positions, n = np.asarray(sampling["positions"]), sampling["n"]
+            assert positions[frame_indices(sample, 3)].tolist() == clip4clip_indices(n, 3).tolist()
+            bounds = segment_bounds(n, 3)
+            for _ in range(20):
+                picked = positions[frame_indices(sample, 3, rng)]
+                assert ((bounds[:-1] <= picked) & (picked < bounds[1:])).all()
+    evaluated = next(iter(make_eval_loader(out, "test", batch_size=64, num_frames=3, max_words=16)))
+    clip_of = dict(zip(evaluated["video_id"], evaluated["frames"], strict=True))
+    train = make_train_loader(out, "test", batch_size=2, num_frames=3, max_words=16, epoch_batches=4)
+    for batch in train:  # without jitter, a training clip is its evaluation clip
+        for vid, frames in zip(batch["video_id"], batch["frames"], strict=True):
+            assert torch.equal(frames, clip_of[vid])
+    with pytest.warns(RuntimeWarning, match="built with CLIP4Clip's 3 frames a clip, read with 4"):
+        make_eval_loader(out, "test", batch_size=4, num_frames=4, max_words=16)
+
+
+def test_frames_of_synthetic_samples(synth_small):
+    from vtrlab.data.frames import clip4clip_indices
+    from vtrlab.data.shards import iter_shard
+
+    man = read_manifest(synth_small)
+    sample = next(iter_shard(f"{synth_small}/{man['splits']['test']['shards'][0]['path']}"))
+    assert frame_indices(sample, 12).tolist() == clip4clip_indices(sample.num_frames, 12).tolist()
 
 
 def test_train_batch_contract(synth_small):
@@ -193,24 +224,6 @@ def test_undecodable_frame_raises_or_is_skipped(synth_small, tmp_path):
     assert len(ids) == 63 and "test-00001-b" not in ids
 
 
-def test_frame_indices_properties():
-    from hypothesis import given, settings
-    from hypothesis import strategies as st
-
-    @settings(max_examples=200, deadline=None)
-    @given(st.integers(1, 200), st.integers(1, 64), st.integers(0, 2**32 - 1))
-    def check(stored, frames, seed):
-        for rng in (None, np.random.default_rng(seed)):
-            idx = frame_indices(stored, frames, rng)
-            assert len(idx) == min(stored, frames)
-            assert (idx >= 0).all() and (idx < stored).all()
-            assert (np.diff(idx) >= 0).all()
-            if stored >= frames:  # one index per segment: strictly increasing
-                assert (np.diff(idx) > 0).all()
-
-    check()
-
-
 def test_deferred_decode_equals_cpu_decode(tmp_path, benchmark_fixtures, synth_small):
     """decode="device" hands JPEG bytes on; decode_frames (here on the CPU) gives the loader's own frames."""
     from vtrlab.data.build import build
@@ -358,3 +371,28 @@ def test_visit_captions_spread_each_video_over_its_visits(synth_small):
         flat = [c for e in emitted for c in e]
         for lo in range(0, len(flat) - 6, 7):
             assert sorted(flat[lo : lo + 7]) == caps  # every cycle of 7 draws is a permutation
+
+
+def test_a_shard_cut_at_a_member_boundary_is_detected(synth_small, tmp_path):
+    """A tar cut between members reads as a shorter, valid tar: with sha256 verification off, the count of
+    samples read against the manifest's still catches it, naming the shard."""
+    import shutil
+    import tarfile
+
+    dst = tmp_path / "synth"
+    shutil.copytree(synth_small, dst)
+    man = read_manifest(str(dst))
+    shard = man["splits"]["test"]["shards"][0]
+    path = dst / shard["path"]
+    with tarfile.open(path) as tar:
+        members = tar.getmembers()
+    last_key = members[-1].name.split(".", 1)[0]
+    cut = min(m.offset for m in members if m.name.split(".", 1)[0] == last_key)
+    with open(path, "r+b") as f:
+        f.truncate(cut)
+    kw = {"batch_size": 64, "num_frames": 4, "max_words": 16, "verify": False}
+    expected = rf"{shard['path']}: the shard holds {shard['samples'] - 1} samples, the manifest says {shard['samples']}"
+    with pytest.raises(DataError, match=expected):
+        list(make_eval_loader(str(dst), "test", **kw))
+    with pytest.warns(RuntimeWarning, match="the manifest says"):
+        list(make_eval_loader(str(dst), "test", on_error="skip", **kw))

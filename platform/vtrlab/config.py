@@ -176,6 +176,14 @@ class TrainSpec(StrictModel):
     num_frames: PositiveInt | None = Field(None, description="frames per clip (default: the card's)")
     max_words: PositiveInt | None = Field(None, description="tokens per caption (default: the card's)")
     epoch_batches: PositiveInt | None = Field(None, description="batches per epoch (default: captions / batch)")
+    frame_jitter: bool = Field(
+        False, description="train on a random stored frame of each frame's segment (default: CLIP4Clip's frames)"
+    )
+    allow_missing: bool = Field(
+        False,
+        description="evaluate a split short of the card's sizes, the videos the build skipped kept as "
+        "zero-frame clips (default: refuse it); the run is tagged",
+    )
     lr: PositiveFloat = Field(5e-6, description="learning rate of the method's parameters")
     backbone_lr: PositiveFloat = Field(1e-7, description="learning rate of backbone tensors that train")
     weight_decay: Annotated[float, Field(ge=0, description="decoupled weight decay")] = 0.2

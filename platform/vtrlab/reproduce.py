@@ -99,7 +99,7 @@ def reproduce(
     from vtrlab.tracking.provenance import provenance_params
     from vtrlab.tracking.records import TAG_KIND, RunState
     from vtrlab.tracking.store import check_tracking_server, tracking_uri
-    from vtrlab.train.preflight import check_cluster_fits, check_data_readable, trial_shape
+    from vtrlab.train.preflight import check_cluster_fits, check_data_readable, check_eval_gallery, trial_shape
 
     if paper not in PAPERS:
         raise ConfigError(f"--paper {paper!r}: expected one of {', '.join(PAPERS)}")
@@ -128,6 +128,7 @@ def reproduce(
     check_tracking_server(uri)
     train = suite.train_spec_of(suite.entries[0], spec.seeds[0])
     manifest = check_data_readable(train.data, benchmark, source, [train.train_split, train.eval_split])
+    check_eval_gallery(manifest, train.data, train.eval_split, train.allow_missing, source)
     say(f"Ray: {connect(address, log_to_driver=verbose)}")
     check_cluster_fits(
         trial_shape(train, suite.budget.cpus_per_trial, suite.budget.driver_resource),

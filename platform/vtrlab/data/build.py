@@ -89,7 +89,7 @@ def _decode_records(tasks: list[dict], opts: dict) -> Iterator[ClipRecord | Skip
                 threads=opts.get("decode_threads", 0),
             )
         except DataError as exc:
-            yield Skip(t["video_id"], str(exc))
+            yield Skip(t["video_id"], str(exc), t["captions"])
             continue
         meta = {**(t["meta"] or {}), "sampling": clip.sampling_meta()}
         yield ClipRecord(
@@ -184,6 +184,7 @@ def plan_shards(
                         "video_id": it.video_id,
                         "reason": f"video file not found under {videos} (looked for "
                         f"{it.file_hint or it.video_id} and its stem with any video extension)",
+                        "captions": it.captions,
                     }
                 )
                 continue

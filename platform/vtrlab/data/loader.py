@@ -12,9 +12,13 @@ Batches (dicts) as the model and training code expect them:
   [total captions in batch, max_words] and ``caption_video_index`` int64 [total captions] (row of each
   caption's video in this batch).
 
-Frame sampling: the stored T frames are cut into F equal segments; training takes a uniformly random
-frame inside each segment (jitter), evaluation the centre of each segment. With T < F all T frames are
-used and the rest is padding (mask False).
+Frame sampling (:mod:`vtrlab.data.frames`): CLIP4Clip's frames, ``linspace(0, n - 1, F, dtype=int)`` of a
+clip's ``n`` 1-fps frames, for evaluation and, by default, for training; a build stores exactly those for
+the card's frame count (each sample records the 1-fps positions of its stored frames). ``jitter=True`` on
+the training loader takes instead a random stored frame from each frame's segment (a build with
+``stored_frames`` > F stores extras for that). A loader asked for another F than the build's takes the
+nearest stored frames and says so once. Clips with fewer than F frames are padded (mask False). Samples
+without positions (synthetic data) count their stored frames as the 1-fps frames.
 
 Training streams are "resampled": every (rank, DataLoader worker) draws shards uniformly at random with
 replacement and, on each visit of a shard, emits each of its videos with about ``c / c_mean`` of its ``c``
@@ -67,6 +71,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from vtrlab import storage
+from vtrlab.data.frames import select_frames
 from vtrlab.data.shards import RawSample, iter_shard_safe, manifest_split, read_manifest
 from vtrlab.errors import ConfigError, DataError
 
@@ -83,20 +88,13 @@ __all__ = [
 DECODE_MODES = ("cpu", "device")
 
 
-def frame_indices(num_stored: int, num_frames: int, rng: np.random.Generator | None = None) -> np.ndarray:
-    """Indices of the stored frames to use (length min(num_stored, num_frames)).
-
-    Uniform segments (as integer frame ranges); ``rng`` given: a random frame in each segment (training
-    jitter); else the centre. Indices are strictly increasing when num_stored >= num_frames.
-    """
-    if num_stored <= num_frames:
-        return np.arange(num_stored)
-    # integer segments [a_i, b_i): non-empty and disjoint because num_stored >= num_frames
-    edges = np.floor(np.linspace(0.0, num_stored, num_frames + 1)).astype(np.int64)
-    a, b = edges[:-1], edges[1:]
-    if rng is None:
-        return (a + b) // 2
-    return a + np.floor(rng.random(num_frames) * (b - a)).astype(np.int64)
+def frame_indices(s: RawSample, num_frames: int, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Indices into sample ``s``'s stored frames for a clip of ``num_frames`` (``min(n, num_frames)`` long):
+    CLIP4Clip's frames; with ``rng``, one random stored frame of each frame's segment (training jitter)."""
+    sampling = (s.meta.get("meta") or {}).get("sampling")
+    if sampling:
+        return select_frames(sampling["positions"], sampling["n"], num_frames, rng)
+    return select_frames(np.arange(s.num_frames), s.num_frames, num_frames, rng)
 
 
 def video_key(video_id: str) -> int:
@@ -134,7 +132,7 @@ def _decode(s: RawSample, num_frames: int, rng: np.random.Generator | None, on_e
     """The sampled frames of one sample ([n, 3, H, W] uint8), or None when they cannot be decoded and
     ``on_error == "skip"``."""
     try:
-        return s.decode_chw(frame_indices(s.num_frames, num_frames, rng))
+        return s.decode_chw(frame_indices(s, num_frames, rng))
     except DataError as exc:
         if on_error != "skip":
             raise
@@ -211,6 +209,7 @@ class _DatasetBase(IterableDataset):
             raise DataError(f"{url}: split {split!r} has no shard (all its videos were skipped?)")
         self.batch_size, self.num_frames, self.max_words = batch_size, num_frames, max_words
         self.on_error, self.verify = on_error, verify
+        self._check_frames()
 
     decode = "cpu"
 
@@ -228,7 +227,7 @@ class _DatasetBase(IterableDataset):
 
     def _frames_of(self, s: RawSample, rng: np.random.Generator | None):
         if self.decode == "device":
-            return [s.frames[i] for i in frame_indices(s.num_frames, self.num_frames, rng)]
+            return [s.frames[i] for i in frame_indices(s, self.num_frames, rng)]
         return _decode(s, self.num_frames, rng, self.on_error)
 
     def _frames_entries(self, samples: list[RawSample], arrays: list) -> dict:
@@ -247,7 +246,31 @@ class _DatasetBase(IterableDataset):
         return {"frames": frames, "frame_mask": mask}
 
     def _read(self, shard: dict) -> Iterator[RawSample]:
-        return iter_shard_safe(shard["url"], self.on_error, shard["sha256"] if self.verify else None)
+        """The samples of a shard; one that ends before the manifest's sample count (truncated at a member
+        boundary, which a tar reader takes for the end) is an error, or a warning with ``on_error="skip"``."""
+        count = 0
+        for sample in iter_shard_safe(shard["url"], self.on_error, shard["sha256"] if self.verify else None):
+            count += 1
+            yield sample
+        if count != shard["samples"]:
+            message = (
+                f"{shard['url']}: the shard holds {count} samples, the manifest says {shard['samples']} "
+                "(truncated or replaced since the build; rebuild it)"
+            )
+            if self.on_error != "skip":
+                raise DataError(message)
+            warnings.warn(f"skipping the rest of a shard: {message}", RuntimeWarning, stacklevel=2)
+
+    def _check_frames(self) -> None:
+        """Say once when the loader's frame count is not the one the build stored CLIP4Clip's frames for."""
+        built = (self.manifest.get("frames") or {}).get("eval_frames")
+        if built is not None and built != self.num_frames:
+            warnings.warn(
+                f"{self.url}: built with CLIP4Clip's {built} frames a clip, read with {self.num_frames}: the "
+                f"nearest stored frames stand in (rebuild with --num-frames {self.num_frames} for exact ones)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
 
 class TrainStream(_DatasetBase):
@@ -273,10 +296,11 @@ class TrainStream(_DatasetBase):
         shuffle_buffer=500,
         on_error="raise",
         verify=True,
+        jitter=False,
     ):
         super().__init__(url, split, batch_size, num_frames, max_words, on_error, verify)
         _check_rank(rank, world_size)
-        self.rank, self.world_size, self.seed = rank, world_size, seed
+        self.rank, self.world_size, self.seed, self.jitter = rank, world_size, seed, jitter
         self.num_workers = max(1, num_workers)
         if epoch_batches is None:
             epoch_batches = max(1, self.info["captions"] // (batch_size * world_size))
@@ -350,7 +374,7 @@ class TrainStream(_DatasetBase):
                 k = int(rng.integers(len(buf)))
                 buf[k], buf[-1] = buf[-1], buf[k]
                 s, cap = buf.pop()
-                arr = self._frames_of(s, rng)
+                arr = self._frames_of(s, rng if self.jitter else None)
                 if arr is None:
                     continue
                 batch.append((s, cap, arr))
@@ -509,6 +533,7 @@ def make_train_loader(
     verify: bool = True,
     pin_memory: bool = False,
     prefetch_factor: int | None = None,
+    jitter: bool = False,
 ) -> StreamLoader:
     """The training loader of one data-parallel rank (see the module docstring).
 
@@ -516,7 +541,8 @@ def make_train_loader(
     compressed sample (not decoded frames; about one video per pair); ``on_error``: "raise" or
     "skip" for broken shards; ``verify``: check each fully read shard's sha256 against the manifest;
     ``decode``: "cpu" (frames decoded in the loader) or "device" (JPEG bytes handed on; call
-    :func:`decode_frames` on the training device).
+    :func:`decode_frames` on the training device); ``jitter``: a random stored frame of each frame's
+    segment instead of CLIP4Clip's frames (default off: training sees the frames evaluation sees).
     """
     ds = TrainStream(
         url,
@@ -532,6 +558,7 @@ def make_train_loader(
         shuffle_buffer=shuffle_buffer,
         on_error=on_error,
         verify=verify,
+        jitter=jitter,
     )
     ds.set_decode(decode)
     return StreamLoader(ds, num_workers=num_workers, pin_memory=pin_memory, prefetch_factor=prefetch_factor)

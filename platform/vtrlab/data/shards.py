@@ -20,7 +20,7 @@ Storing frames as separate JPEGs lets the loader decode only the frames it sampl
 
     {"format": "vtrlab-shards/1", "name", "card": {...}, "options": {...}, "version": sha256,
      "splits": {split: {"protocol", "samples", "videos", "captions", "expected": {"videos", "captions"},
-                        "skipped": [{"video_id", "reason"}], "shards": [{"path", "samples", "videos",
+                        "skipped": [{"video_id", "reason", "captions"}], "shards": [{"path", "samples", "videos",
                         "captions", "bytes", "sha256"}]}}}
 """
 
@@ -80,10 +80,12 @@ class ClipRecord:
 
 @dataclass
 class Skip:
-    """A video that could not be written, with the reason (goes to the manifest's ``skipped``)."""
+    """A video that could not be written, with the reason and its captions (the manifest's ``skipped``: an
+    evaluation that allows missing videos keeps them in the gallery as zero-frame clips)."""
 
     video_id: str
     reason: str
+    captions: list[str] | None = None
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -147,7 +149,7 @@ def write_shard(
         with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
             for rec in records:
                 if isinstance(rec, Skip):
-                    skipped.append({"video_id": rec.video_id, "reason": rec.reason})
+                    skipped.append({"video_id": rec.video_id, "reason": rec.reason, "captions": rec.captions})
                     continue
                 gidx = first_sample_index + samples
                 for name, data in sample_files(f"{gidx:09d}", split, gidx, rec, frame_format, jpeg_quality):

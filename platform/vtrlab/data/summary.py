@@ -56,7 +56,7 @@ def contact_sheet(
         got = 0
         for sh in info["shards"]:
             for s in iter_shard(storage.join_url(url, sh["path"])):
-                idx = frame_indices(s.num_frames, frames)
+                idx = frame_indices(s, frames)
                 caps = s.meta["captions"]
                 more = f"  (+{len(caps) - 1} more)" if len(caps) > 1 else ""
                 rows.append((f"[{sp}] {s.meta['video_id']}", list(s.decode(idx)), caps[0] + more))

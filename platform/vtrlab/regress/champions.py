@@ -20,6 +20,7 @@ class EvalPlan:
     batch_size: int
     num_frames: int
     max_words: int
+    allow_missing: bool = False  # the suite's training field: a gallery short of the card is evaluated
 
 
 def eval_plan(suite: Suite, benchmark: str, version, tracking_uri: str) -> EvalPlan:
@@ -42,6 +43,7 @@ def eval_plan(suite: Suite, benchmark: str, version, tracking_uri: str) -> EvalP
         batch_size=settings.batch_size,
         num_frames=settings.num_frames,
         max_words=settings.max_words,
+        allow_missing=bool(suite.train.get("allow_missing", False)),
     )
 
 
@@ -71,6 +73,7 @@ def evaluate_champion(plan: EvalPlan, weights: str | None, tracking_uri: str, us
 
     import vtrlab
     from vtrlab.data import make_eval_loader
+    from vtrlab.data.gallery import eval_gallery
     from vtrlab.train.evaluate import evaluate
 
     device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
@@ -78,7 +81,8 @@ def evaluate_champion(plan: EvalPlan, weights: str | None, tracking_uri: str, us
     loader = make_eval_loader(
         plan.data, plan.split, batch_size=plan.batch_size, num_frames=plan.num_frames, max_words=plan.max_words
     )
-    return evaluate(encoder, loader, device)
+    gallery = eval_gallery(loader.dataset.manifest, plan.split, plan.data, allow_missing=plan.allow_missing)
+    return evaluate(encoder, loader, device, gallery, plan.max_words)
 
 
 def evaluate_all(suite: Suite, plans: list[EvalPlan], tracking_uri: str) -> dict[str, dict[str, Any]]:

@@ -32,7 +32,7 @@ from vtrlab.tracking.lifecycle import Heartbeat, close_children
 from vtrlab.tracking.provenance import git_commit
 from vtrlab.tracking.records import RunState
 from vtrlab.tracking.store import check_tracking_server, tracking_uri
-from vtrlab.train.preflight import check_cluster_fits, check_data_readable, trial_shape
+from vtrlab.train.preflight import check_cluster_fits, check_data_readable, check_eval_gallery, trial_shape
 
 TRAIN, CHAMPIONS_ONLY = "train", "champions-only"
 
@@ -113,6 +113,10 @@ class RegressionRunner:
             update={"data": {b: self.suite.data_url(b) for b in self.suite.benchmark_names}}
         )
         manifests = {b: check_data_readable(url, b, self.source) for b, url in self.suite.data.items()}
+        for entry in self.suite.entries:
+            train = self.suite.train_spec_of(entry, self.suite.seeds_of(entry)[0])
+            url = self.suite.data[entry.benchmark]
+            check_eval_gallery(manifests[entry.benchmark], url, train.eval_split, train.allow_missing, self.source)
         self.say(f"Ray: {connect(self.address, log_to_driver=self.verbose)}")
         if self.mode == TRAIN:
             self._check_resources()

@@ -36,7 +36,13 @@ from vtrlab.tracking.provenance import git_commit, provenance_params
 from vtrlab.tracking.records import TAG_KIND, RunState
 from vtrlab.tracking.registry import Registration
 from vtrlab.tracking.store import check_tracking_server, tracking_uri
-from vtrlab.train.preflight import DRIVER_SHARE, check_cluster_fits, check_data_readable, trial_shape
+from vtrlab.train.preflight import (
+    DRIVER_SHARE,
+    check_cluster_fits,
+    check_data_readable,
+    check_eval_gallery,
+    trial_shape,
+)
 from vtrlab.train.tracked import RunIdentity, run_tags
 from vtrlab.tuning.ledger import Ledger
 from vtrlab.tuning.runner import AshaSettings, TrialOutcome, TuneJob, failure_summary, run_job
@@ -182,13 +188,12 @@ class SweepRunner:
         check_tracking_server(uri)
         manifests = {}
         for benchmark in self.spec.benchmark_names:
-            splits = set()
-            for method in self.spec.methods:
-                train = trial_spec(self.spec, benchmark, method, {})
-                splits |= {train.train_split, train.eval_split}
-            manifests[benchmark] = check_data_readable(
-                self.spec.data_url(benchmark), benchmark, self.source, sorted(s for s in splits if s)
-            )
+            trains = [trial_spec(self.spec, benchmark, method, {}) for method in self.spec.methods]
+            splits = {split for train in trains for split in (train.train_split, train.eval_split) if split}
+            url = self.spec.data_url(benchmark)
+            manifests[benchmark] = check_data_readable(url, benchmark, self.source, sorted(splits))
+            for split, allow in {(train.eval_split, train.allow_missing) for train in trains}:
+                check_eval_gallery(manifests[benchmark], url, split, allow, self.source)
         return uri, manifests
 
     def run(self) -> SweepOutcome:

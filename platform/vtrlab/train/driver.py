@@ -12,7 +12,7 @@ from vtrlab.tracking.client import Tracker
 from vtrlab.tracking.lifecycle import Heartbeat
 from vtrlab.tracking.provenance import provenance_params
 from vtrlab.tracking.store import check_tracking_server, tracking_uri
-from vtrlab.train.preflight import check_cluster_fits, check_data_readable, trial_shape
+from vtrlab.train.preflight import check_cluster_fits, check_data_readable, check_eval_gallery, trial_shape
 from vtrlab.train.tracked import RunIdentity, one_line, open_run, run_tags, run_tracked
 
 
@@ -34,6 +34,7 @@ def train(
     manifest = check_data_readable(
         spec.data, spec.benchmark, "vtrlab train --data", [spec.train_split, spec.eval_split]
     )
+    check_eval_gallery(manifest, spec.data, spec.eval_split, spec.allow_missing, "vtrlab train --data")
     connect(address)
     keys = {"CPU": "--workers x --cpus-per-worker", "GPU": "--workers x --gpus-per-worker"}
     check_cluster_fits(trial_shape(spec, 0.0), "vtrlab train", keys)

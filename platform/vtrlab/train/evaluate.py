@@ -13,7 +13,9 @@ from dataclasses import dataclass, fields, replace
 import torch
 import torch.distributed as dist
 
+from vtrlab.data.gallery import Gallery
 from vtrlab.model.dual_encoder import VideoTextDualEncoder
+from vtrlab.model.tokenizer import tokenize
 from vtrlab.train.metrics import retrieval_metrics
 from vtrlab.train.step import autocast_for
 
@@ -150,9 +152,19 @@ def score_videos(encoder: VideoTextDualEncoder, text: torch.Tensor, videos: Vide
 
 @torch.no_grad()
 def evaluate(
-    encoder: VideoTextDualEncoder, loader: Iterable[dict], device: torch.device | str = "cpu"
+    encoder: VideoTextDualEncoder,
+    loader: Iterable[dict],
+    device: torch.device | str = "cpu",
+    gallery: Gallery | None = None,
+    max_words: int | None = None,
 ) -> dict[str, float]:
-    """T2V/V2T R@1/5/10, MdR, MnR and R@Sum of `encoder` on every video the loaders of all ranks yield."""
+    """T2V/V2T R@1/5/10, MdR, MnR and R@Sum of `encoder` on every video the loaders of all ranks yield.
+
+    `gallery` (`vtrlab.data.gallery.eval_gallery`): its missing videos join the gallery as zero-frame clips,
+    their captions (tokenised to `max_words`) as queries. A zero-frame clip has no features, so it scores 0
+    with every caption (CLIP4Clip's masked mean over no frame is a zero vector). The gallery's sizes are
+    returned with the metrics (`eval_videos`, `eval_captions`, `eval_missing_videos`).
+    """
     device = torch.device(device)
     local = encode_split(encoder, loader, device)
     counts = _gather([torch.tensor([local.num_videos])])[0]
@@ -161,7 +173,21 @@ def evaluate(
     owner = local.owner + offsets[rank]
     text, owner, *video_tensors = _gather([local.text, owner, *local.videos.tensors()])
     videos = local.videos.with_tensors(video_tensors)
+    missing = gallery.missing if gallery is not None else []
+    if missing:
+        if max_words is None:
+            raise ValueError("evaluate: max_words is needed to encode the captions of missing videos")
+        captions = [caption for video in missing for caption in video.captions]
+        with autocast_for(device):
+            extra = encoder.encode_text(tokenize(captions, max_words).to(device)).float().cpu()
+        owners = [len(videos) + i for i, video in enumerate(missing) for _ in video.captions]
+        text, owner = torch.cat([text, extra.to(text.dtype)]), torch.cat([owner, torch.tensor(owners)])
     if videos.text_conditioned:  # pooling per text runs on the device; a dot product does not need to
         text, videos = text.to(device), videos.to(device)
-    sim = score_videos(encoder, text, videos)
-    return retrieval_metrics(sim.float().cpu(), owner)
+    sim = score_videos(encoder, text, videos).float().cpu()
+    if missing:
+        sim = torch.cat([sim, sim.new_zeros(len(sim), len(missing))], dim=1)
+    metrics = retrieval_metrics(sim, owner)
+    metrics.update({"eval_videos": float(sim.shape[1]), "eval_captions": float(sim.shape[0])})
+    metrics["eval_missing_videos"] = float(len(missing))
+    return metrics

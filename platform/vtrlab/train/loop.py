@@ -18,6 +18,7 @@ import torch
 
 from vtrlab.config import TrainSpec
 from vtrlab.data import make_eval_loader, make_train_loader
+from vtrlab.data.gallery import eval_gallery
 from vtrlab.model.artifacts import EvaluationSettings
 from vtrlab.model.factory import create_model
 from vtrlab.model.params import count_parameters
@@ -75,9 +76,11 @@ def train_loop(config: dict[str, Any]) -> None:
         seed=spec.seed,
         epoch_batches=spec.epoch_batches,
         num_workers=spec.loader_workers,
+        jitter=spec.frame_jitter,
         **loader_args,
     )
     eval_loader = make_eval_loader(spec.data, spec.eval_split, batch_size=spec.eval_batch_size, **loader_args)
+    gallery = eval_gallery(eval_loader.dataset.manifest, spec.eval_split, spec.data, allow_missing=spec.allow_missing)
     epochs = spec.epochs if optimizer is not None else 1  # zero-shot: one evaluation
     scheduler = None
     model: torch.nn.Module = encoder
@@ -125,7 +128,7 @@ def train_loop(config: dict[str, Any]) -> None:
                 if first_step_at is None:
                     first_step_at = time.time()
         train_seconds = time.perf_counter() - started
-        metrics: dict[str, float] = dict(evaluate(encoder, eval_loader, device))
+        metrics: dict[str, float] = dict(evaluate(encoder, eval_loader, device, gallery, spec.max_words))
         metrics.update(
             {
                 "epoch": float(epoch),
@@ -164,3 +167,5 @@ class _EpochLogger:
 
     def log(self, epoch: int, metrics: dict[str, float]) -> None:
         self.tracker.log_epoch(self.run_id, epoch, metrics)
+        if metrics.get("eval_missing_videos"):  # allow_missing let a short gallery through: say so on the run
+            self.tracker.set_tags(self.run_id, {"vtrlab.eval_missing_videos": int(metrics["eval_missing_videos"])})

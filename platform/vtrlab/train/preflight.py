@@ -283,3 +283,22 @@ def check_data_readable(url: str, benchmark: str, source: str, splits: Iterable[
             f"it has {', '.join(sorted(available)) or 'none'}"
         )
     return manifest
+
+
+def check_eval_gallery(manifest: dict, url: str, split: str, allow_missing: bool, source: str) -> None:
+    """Refuse an evaluation split short of the card's sizes (a ConfigError naming the spec, the URL, the counts
+    and the skipped videos) unless `allow_missing`; allowed, say on stderr how many videos stand in as
+    zero-frame clips (`vtrlab.data.gallery`)."""
+    from vtrlab.data.gallery import eval_gallery
+    from vtrlab.errors import DataError
+
+    try:
+        gallery = eval_gallery(manifest, split, url, allow_missing=allow_missing)
+    except DataError as err:
+        raise ConfigError(f"{source}: {err}") from None
+    if gallery.missing or (gallery.expected and gallery.eval_videos < gallery.expected["videos"]):
+        _stderr(
+            f"{source}: {url} split {split!r}: evaluating over {gallery.eval_videos} videos "
+            f"({len(gallery.missing)} missing ones as zero-frame clips; the card expects "
+            f"{gallery.expected['videos'] if gallery.expected else '?'}), as allow_missing asks"
+        )
