@@ -131,3 +131,24 @@ def test_data_imports_neither_ray_nor_the_model_package():
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_no_data_module_imports_ray_or_the_model_package_even_lazily():
+    """The build gets its task runner (vtrlab.tasks) and the loaders their tokenizer (vtrlab.text) injected:
+    no import of Ray, vtrlab.model or vtrlab.train anywhere in data/, inside functions included."""
+    import ast
+
+    import vtrlab.data
+
+    root = Path(vtrlab.data.__file__).parent
+    bad = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            bad += [f"{path.name}:{node.lineno} {n}" for n in names if n == "ray" or n.startswith(FORBIDDEN)]
+    assert not bad, bad
+
+
+FORBIDDEN = ("ray.", "vtrlab.model", "vtrlab.train")

@@ -1,7 +1,8 @@
 """The data layer: benchmark cards and parsers, video decoding, WebDataset shards in object storage,
 streaming train/eval loaders and the synthetic temporal benchmark.
 
-Imports nothing of Ray (the Ray build executor imports it lazily), MLflow or the CLI. Public API::
+Imports nothing of Ray (the build takes a task runner, :mod:`vtrlab.tasks`), of the model package (the
+loaders take a tokenizer, :mod:`vtrlab.text`), MLflow or the CLI. Public API::
 
     list_benchmarks() -> [name];  register_benchmark(name, summary)  # the benchmark registry
     load_card(name_or_path) -> DatasetCard

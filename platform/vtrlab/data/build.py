@@ -14,9 +14,10 @@ A build of some splits (``splits=[...]``) keeps the other splits of an earlier b
 with the same options in the manifest. With a multi-node Ray cluster every node must see the videos
 folder at the same path (a shared file system); the shards go to ``out`` from whichever node runs the task.
 
-Ray is imported only when the Ray executor runs (``vtrlab.data`` imports nothing of Ray otherwise).
-Connects to ``RAY_ADDRESS`` when set, else starts a local Ray with all the machine's cores, or uses the
-Ray already initialised by the caller.
+The shard tasks run on the task runner the caller gives (:mod:`vtrlab.tasks`): ``executor="ray"`` (Ray
+tasks: ``RAY_ADDRESS`` when set, else a local Ray with all the machine's cores, or the Ray the caller
+initialised), ``"local"`` (in this process) or any :class:`~vtrlab.tasks.TaskRunner`. ``vtrlab.data``
+imports nothing of Ray itself.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 from vtrlab import storage
 from vtrlab.data.card import DatasetCard, load_card
@@ -42,6 +42,7 @@ from vtrlab.data.shards import (
 )
 from vtrlab.data.video import decode_clip
 from vtrlab.errors import ConfigError, DataError, StorageError
+from vtrlab.tasks import TaskRunner, local_runner, runner_for
 
 BUILD_OPTION_KEYS = (
     "num_frames",
@@ -97,8 +98,8 @@ def _decode_records(tasks: list[dict], opts: dict) -> Iterator[ClipRecord | Skip
         )
 
 
-def build_shard_task(store_spec: dict, shard: dict, opts: dict) -> dict:
-    """One shard: decode its videos and write it (runs in a Ray worker or in-process)."""
+def build_shard_task(store_spec: dict, opts: dict, shard: dict) -> dict:
+    """One shard: decode its videos and write it (a task of the build's runner)."""
     store = storage.open_store(store_spec)
     return write_shard(
         store,
@@ -110,60 +111,6 @@ def build_shard_task(store_spec: dict, shard: dict, opts: dict) -> dict:
         jpeg_quality=opts["jpeg_quality"],
         plan_hash=shard["plan_hash"],
     )
-
-
-def _ensure_ray(num_cpus: int | None):
-    import ray
-
-    if not ray.is_initialized():
-        pkg_root = str(Path(__file__).resolve().parents[2])
-        env = {"PYTHONPATH": os.pathsep.join(p for p in [pkg_root, os.environ.get("PYTHONPATH", "")] if p)}
-        if os.environ.get("RAY_ADDRESS"):
-            ray.init(runtime_env={"env_vars": env}, log_to_driver=False)
-        else:
-            ray.init(num_cpus=num_cpus, include_dashboard=False, runtime_env={"env_vars": env}, log_to_driver=False)
-    return ray
-
-
-def run_tasks(
-    shards: list[dict],
-    store_spec: dict,
-    opts: dict,
-    executor: str,
-    num_cpus: int | None,
-    progress: Callable | None,
-) -> list[dict]:
-    """Run the shard tasks; results in the order of ``shards``."""
-    if executor == "local":
-        out = []
-        for s in shards:
-            out.append(build_shard_task(store_spec, s, opts))
-            if progress:
-                progress(out[-1])
-        return out
-    if executor != "ray":
-        raise ConfigError(f"executor {executor!r}: expected 'ray' or 'local'")
-    ray = _ensure_ray(num_cpus)
-    remote = ray.remote(num_cpus=1, max_retries=2)(build_shard_task)
-    # one decoder thread per task: a task holds one CPU, and many run side by side
-    store_ref, opts_ref = ray.put(store_spec), ray.put({**opts, "decode_threads": 1})
-    refs = [remote.remote(store_ref, s, opts_ref) for s in shards]
-    index = {r: i for i, r in enumerate(refs)}
-    results: list[dict | None] = [None] * len(refs)
-    pending = list(refs)
-    while pending:
-        done, pending = ray.wait(pending, num_returns=1)
-        for r in done:
-            try:
-                results[index[r]] = ray.get(r)
-            except Exception as exc:  # unwrap RayTaskError to our own error types
-                cause = getattr(exc, "cause", None)
-                if isinstance(cause, (DataError, StorageError, ConfigError)):
-                    raise cause from None
-                raise
-            if progress:
-                progress(results[index[r]])
-    return results  # type: ignore[return-value]
 
 
 def plan_shards(
@@ -271,7 +218,7 @@ def build(
     out: str,
     splits: list[str] | None = None,
     *,
-    executor: str = "ray",
+    executor: str | TaskRunner = "ray",
     num_cpus: int | None = None,
     progress: Callable[[dict], None] | None = None,
     strict_ids: bool = False,
@@ -310,7 +257,10 @@ def build(
                     progress({**st, "resumed": True})
                 continue
         todo.append(s)
-    results = run_tasks(todo, store.spec(), opts, executor, num_cpus, progress)
+    runner = runner_for(executor, num_cpus) if isinstance(executor, str) else executor
+    # one decoder thread per task when tasks run side by side (a Ray task holds one CPU)
+    task_opts = opts if runner is local_runner else {**opts, "decode_threads": 1}
+    results = runner(build_shard_task, todo, (store.spec(), task_opts), progress)
     frames = frames_manifest(opts["num_frames"], opts["stored_frames"], opts["fps"], opts["image_size"])
     man = assemble_manifest(card.name, card, opts, list(parsed), done + results, missing, extra={"frames": frames})
     # splits built earlier into the same place with the same options (``--splits`` builds) are kept

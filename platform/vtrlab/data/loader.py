@@ -4,7 +4,7 @@ Batches (dicts) as the model and training code expect them:
 
 - train (:func:`make_train_loader`): ``frames`` uint8 [B, F, 3, H, W] (RGB, unnormalised), ``frame_mask``
   bool [B, F] (True = real frame; clips with fewer stored frames than F are zero-padded at the end),
-  ``tokens`` int64 [B, max_words] (open_clip BPE via :func:`vtrlab.model.tokenizer.tokenize`),
+  ``tokens`` int64 [B, max_words] (the loader's tokenizer; default open_clip's BPE, :func:`vtrlab.text.tokenize`),
   ``video_id`` list[str], ``caption`` list[str], ``video_key`` int64 [B] (:func:`video_key` of each
   ``video_id``: what the loss needs to tell two captions of one video apart from a negative).
 - eval (:func:`make_eval_loader`): ``frames``, ``frame_mask``, ``video_id`` as above, one row per VIDEO;
@@ -74,6 +74,7 @@ from vtrlab import storage
 from vtrlab.data.frames import select_frames
 from vtrlab.data.shards import RawSample, iter_shard_safe, manifest_split, read_manifest
 from vtrlab.errors import ConfigError, DataError
+from vtrlab.text import Tokenizer, tokenize
 
 __all__ = [
     "decode_frames",
@@ -166,12 +167,6 @@ def _frames_batch(samples: list[RawSample], arrays: list[torch.Tensor], num_fram
     return out, mask
 
 
-def _tokenize(texts: list[str], max_words: int) -> torch.Tensor:
-    from vtrlab.model.tokenizer import tokenize
-
-    return tokenize(texts, max_words).long()
-
-
 def _worker() -> tuple[int, int]:
     info = get_worker_info()
     return (0, 1) if info is None else (info.id, info.num_workers)
@@ -212,6 +207,11 @@ class _DatasetBase(IterableDataset):
         self._check_frames()
 
     decode = "cpu"
+    tokenizer: Tokenizer | None = None  # None: open_clip's BPE (vtrlab.text.tokenize)
+
+    def tokens(self, texts: list[str]) -> torch.Tensor:
+        """Token ids int64 [len(texts), max_words] from the loader's tokenizer."""
+        return (self.tokenizer or tokenize)(texts, self.max_words).long()
 
     def set_decode(self, decode: str) -> None:
         """``cpu`` (default): batches carry decoded ``frames``. ``device``: batches carry, instead, the
@@ -391,7 +391,7 @@ class TrainStream(_DatasetBase):
         ids = [s.meta["video_id"] for s in samples]
         return {
             **self._frames_entries(samples, [a for _, _, a in batch]),
-            "tokens": _tokenize(caps, self.max_words),
+            "tokens": self.tokens(caps),
             "video_id": ids,
             "caption": caps,
             "video_key": torch.tensor([video_key(v) for v in ids], dtype=torch.long),
@@ -475,7 +475,7 @@ class EvalStream(_DatasetBase):
             **self._frames_entries(samples, [a for _, a in batch]),
             "video_id": [s.meta["video_id"] for s in samples],
             "captions": captions,
-            "tokens": _tokenize(flat, self.max_words),
+            "tokens": self.tokens(flat),
             "caption_video_index": torch.tensor(index, dtype=torch.long),
         }
 
@@ -534,6 +534,7 @@ def make_train_loader(
     pin_memory: bool = False,
     prefetch_factor: int | None = None,
     jitter: bool = False,
+    tokenizer: Tokenizer | None = None,
 ) -> StreamLoader:
     """The training loader of one data-parallel rank (see the module docstring).
 
@@ -542,7 +543,8 @@ def make_train_loader(
     "skip" for broken shards; ``verify``: check each fully read shard's sha256 against the manifest;
     ``decode``: "cpu" (frames decoded in the loader) or "device" (JPEG bytes handed on; call
     :func:`decode_frames` on the training device); ``jitter``: a random stored frame of each frame's
-    segment instead of CLIP4Clip's frames (default off: training sees the frames evaluation sees).
+    segment instead of CLIP4Clip's frames (default off: training sees the frames evaluation sees);
+    ``tokenizer``: ``(texts, max_words) -> int64 tokens`` (default open_clip's BPE, :mod:`vtrlab.text`).
     """
     ds = TrainStream(
         url,
@@ -561,6 +563,7 @@ def make_train_loader(
         jitter=jitter,
     )
     ds.set_decode(decode)
+    ds.tokenizer = tokenizer
     return StreamLoader(ds, num_workers=num_workers, pin_memory=pin_memory, prefetch_factor=prefetch_factor)
 
 
@@ -578,8 +581,10 @@ def make_eval_loader(
     decode: str = "cpu",
     verify: bool = True,
     pin_memory: bool = False,
+    tokenizer: Tokenizer | None = None,
 ) -> StreamLoader:
-    """The evaluation loader of one rank: every video of ``split`` once across ranks, all its captions."""
+    """The evaluation loader of one rank: every video of ``split`` once across ranks, all its captions
+    (``tokenizer``: ``(texts, max_words) -> int64 tokens``; default open_clip's BPE, :mod:`vtrlab.text`)."""
     ds = EvalStream(
         url,
         split,
@@ -593,6 +598,7 @@ def make_eval_loader(
         verify=verify,
     )
     ds.set_decode(decode)
+    ds.tokenizer = tokenizer
     return StreamLoader(ds, num_workers=num_workers, pin_memory=pin_memory)
 
 

@@ -1,33 +1,6 @@
-"""Text tokenisation with open_clip's tokenizer, truncated or padded to a benchmark's max words."""
+"""The model's text front end: open_clip's tokenizer (implemented in :mod:`vtrlab.text`, which the data
+loaders use too without importing the model package)."""
 
-from __future__ import annotations
+from vtrlab.text import DEFAULT_TOKENIZER_MODEL, Tokenizer, get_tokenizer, tokenize
 
-import functools
-from collections.abc import Sequence
-
-import torch
-
-DEFAULT_TOKENIZER_MODEL = "ViT-B-32"
-
-
-@functools.lru_cache(maxsize=8)
-def get_tokenizer(model_name: str = DEFAULT_TOKENIZER_MODEL):
-    """open_clip's tokenizer for `model_name` (every OpenAI-style CLIP ViT shares the same BPE vocabulary,
-    which ships inside the open_clip wheel, so this works offline)."""
-    import open_clip
-
-    from vtrlab.logs import quiet_root_logger
-
-    with quiet_root_logger():
-        return open_clip.get_tokenizer(model_name)
-
-
-def tokenize(texts: str | Sequence[str], max_words: int, model_name: str = DEFAULT_TOKENIZER_MODEL) -> torch.Tensor:
-    """Token ids [len(texts), max_words] (int64): start token, BPE tokens, end token, zero padding.
-
-    Captions longer than `max_words` are truncated with the end token kept in the last position, which is
-    what the text tower pools (the EOT token).
-    """
-    if isinstance(texts, str):
-        texts = [texts]
-    return get_tokenizer(model_name)(list(texts), context_length=max_words)
+__all__ = ["DEFAULT_TOKENIZER_MODEL", "Tokenizer", "get_tokenizer", "tokenize"]
