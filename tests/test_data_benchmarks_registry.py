@@ -112,6 +112,12 @@ def test_sweeps_and_suites_accept_a_card_file(tmp_path):
     spec = load_sweep_spec(sp)
     trial = trial_spec(spec, str(cp), "rap", {})
     assert trial.num_frames == 8 and trial.data.endswith("/data/shapes")
+    # the card goes by its name, never its path, in registry names and sweep keys
+    from vtrlab.sweep.driver import SweepRunner
+    from vtrlab.tracking.registry import registered_model_name
+
+    assert registered_model_name(str(cp), "vtr-tiny") == "vtrlab-shapes-vtr-tiny"
+    assert SweepRunner._pair(str(cp), "rap") == "shapes__rap"
     suite = yaml.safe_load((REPO / "sweeps" / "regression-quickstart.yaml").read_text())
     suite.pop("data", None)
     suite["entries"] = [{**e, "benchmark": str(cp)} for e in suite["entries"]]

@@ -125,6 +125,12 @@ def _is_path(s: str) -> bool:
     return s.endswith((".yaml", ".yml")) or "/" in s or os.sep in s
 
 
+def benchmark_label(benchmark: str) -> str:
+    """The name a benchmark goes by in run names, sweep keys and registry names: a registered benchmark's own
+    name, a card file's ``name`` (never its path)."""
+    return load_card(benchmark).name if _is_path(str(benchmark)) else str(benchmark)
+
+
 def load_card(name_or_path: str | Path) -> DatasetCard:
     """The card of a registered benchmark by name (``"msrvtt"``) or from a YAML card file.
 

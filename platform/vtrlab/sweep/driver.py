@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from vtrlab.config import TrainSpec
+from vtrlab.data.card import benchmark_label
 from vtrlab.errors import ConfigError, RunsFailedError
 from vtrlab.paths import vtrlab_home
 from vtrlab.storage import join_url
@@ -152,7 +153,7 @@ class SweepRunner:
 
     @staticmethod
     def _pair(benchmark: str, method: str) -> str:
-        return f"{benchmark}__{method}"
+        return f"{benchmark_label(benchmark)}__{method}"
 
     def _open_state(self) -> tuple[Ledger, dict[str, Any]]:
         """(this sweep's ledger, its state): the latest one on resume, checked against the spec; else new."""
@@ -268,7 +269,7 @@ class SweepRunner:
             experiment=self.experiment,
         )
         job = TuneJob(
-            label=f"{benchmark} / {method}",
+            label=f"{benchmark_label(benchmark)} / {method}",
             root=pair.url,
             ledger=pair,
             factory=factory,

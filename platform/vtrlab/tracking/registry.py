@@ -25,8 +25,10 @@ DESCRIPTION = "vtrlab adapters; alias champion = best version on its objective"
 
 
 def registered_model_name(benchmark: str, backbone: str) -> str:
-    """`vtrlab-<benchmark>-<backbone>` with characters MLflow dislikes replaced."""
-    return re.sub(r"[^A-Za-z0-9_.-]", "-", f"vtrlab-{benchmark}-{backbone}")
+    """`vtrlab-<benchmark>-<backbone>` with characters MLflow dislikes replaced (a card file: its `name`)."""
+    from vtrlab.data.card import benchmark_label
+
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", f"vtrlab-{benchmark_label(benchmark)}-{backbone}")
 
 
 @dataclass(frozen=True)

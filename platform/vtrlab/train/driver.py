@@ -6,6 +6,7 @@ import uuid
 from typing import Any
 
 from vtrlab.config import TrainSpec
+from vtrlab.data.card import benchmark_label
 from vtrlab.errors import RunsFailedError, VtrlabError
 from vtrlab.paths import vtrlab_home
 from vtrlab.tracking.client import Tracker
@@ -38,7 +39,7 @@ def train(
     connect(address)
     keys = {"CPU": "--workers x --cpus-per-worker", "GPU": "--workers x --gpus-per-worker"}
     check_cluster_fits(trial_shape(spec, 0.0), "vtrlab train", keys)
-    name = f"{spec.benchmark}-{spec.method}-{uuid.uuid4().hex[:8]}"
+    name = f"{benchmark_label(spec.benchmark)}-{spec.method}-{uuid.uuid4().hex[:8]}"
     identity = RunIdentity(experiment, key=f"train/{name}", name=name, tags=run_tags(spec, "train"))
     tracker = Tracker(uri)
     run_id = open_run(tracker, identity).run_id  # `run_tracked` counts the attempt and logs the spec's params
