@@ -92,3 +92,25 @@ def test_allow_missing_is_a_training_field():
     fields = {"benchmark": "synthetic", "method": "zero-shot", "data": "x"}
     assert TrainSpec(**fields).allow_missing is False
     assert TrainSpec(**fields, allow_missing=True).allow_missing is True
+
+
+def test_vtrlab_train_refuses_a_short_gallery_before_any_run(short_msvd, tmp_path):
+    """One line naming the data and the counts, exit 2, and no MLflow run (nothing started)."""
+    import os
+
+    from servers import run_vtrlab
+
+    db = tmp_path / "mlflow.db"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{db}", "VTRLAB_HOME": str(tmp_path / "home")}
+    args = ["train", "--benchmark", "msvd", "--method", "zero-shot", "--data", short_msvd, "--train-split", "test"]
+    result = run_vtrlab(args, env, timeout=300)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.stderr
+    assert short_msvd in lines[0] and "the card expects 2 and 8" in lines[0]
+    if db.exists():
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(f"sqlite:///{db}")
+        experiments = [e.experiment_id for e in client.search_experiments()]
+        assert client.search_runs(experiments) == []
