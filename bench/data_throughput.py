@@ -46,6 +46,7 @@ from vtrlab.data.build import assemble_manifest  # noqa: E402
 from vtrlab.data.card import load_card  # noqa: E402
 from vtrlab.data.loader import make_train_loader, twin_share, uniform_twin_share  # noqa: E402
 from vtrlab.data.shards import MANIFEST, ClipRecord, write_shard  # noqa: E402
+from vtrlab.data.synth import write_caption_shaped  # noqa: E402
 from vtrlab.data.video import decode_video, encode_frame  # noqa: E402
 
 
@@ -160,20 +161,6 @@ TWIN_SHAPES = {  # name -> (videos, caption-count sampler): the training splits'
 }
 
 
-def write_shaped(url: str, counts: np.ndarray, shard_samples: int) -> None:
-    """A training split of ``len(counts)`` one-frame 2x2 clips with these caption counts (npy shards)."""
-    store = storage.open_store(url)
-    frame = np.zeros((1, 2, 2, 3), dtype=np.uint8)
-    recs = [ClipRecord(f"v{i}", [f"caption {k} of video {i}" for k in range(c)], frame) for i, c in enumerate(counts)]
-    stats = [
-        write_shard(store, "train", si, recs[lo : lo + shard_samples], first_sample_index=lo, frame_format="npy")
-        for si, lo in enumerate(range(0, len(recs), shard_samples))
-    ]
-    opts = {"stored_frames": 1, "image_size": 2, "fps": 1.0, "frame_format": "npy", "shard_samples": shard_samples}
-    man = assemble_manifest("twins", load_card("msrvtt"), opts, ["train"], stats, {}, protocols={"train": "multi"})
-    store.write_text(MANIFEST, json.dumps(man))
-
-
 def twin_shares(args) -> dict:
     """Per shape: the loader's mean same-video twin share per batch and the uniform shuffle's."""
     import tempfile
@@ -184,7 +171,7 @@ def twin_shares(args) -> dict:
         for name, (videos, sampler) in TWIN_SHAPES.items():
             counts = sampler(rng, videos)
             url = f"{tmp}/{name}"
-            write_shaped(url, counts, args.twin_shard_samples)
+            write_caption_shaped(url, counts, args.twin_shard_samples)
             loader = make_train_loader(
                 url,
                 "train",

@@ -14,6 +14,7 @@ import torch
 
 from vtrlab.data.loader import frame_indices, make_eval_loader, make_train_loader
 from vtrlab.data.shards import read_manifest
+from vtrlab.data.synth import write_caption_shaped
 from vtrlab.errors import ConfigError, DataError
 
 
@@ -267,27 +268,6 @@ def test_file_urls_and_home_paths(synth_small, tmp_path, monkeypatch):
 # --------------------------------------------------------------------------- batch diversity (same-video twins)
 
 
-def _write_shaped(url: str, counts: np.ndarray, shard_samples: int) -> None:
-    """A training split of tiny one-frame clips with these caption counts (npy shards, as the bench writes)."""
-    import json
-
-    from vtrlab import storage
-    from vtrlab.data.build import assemble_manifest
-    from vtrlab.data.card import load_card
-    from vtrlab.data.shards import MANIFEST, ClipRecord, write_shard
-
-    store = storage.open_store(url)
-    frame = np.zeros((1, 2, 2, 3), dtype=np.uint8)
-    recs = [ClipRecord(f"v{i}", [f"caption {k} of video {i}" for k in range(c)], frame) for i, c in enumerate(counts)]
-    stats = [
-        write_shard(store, "train", si, recs[lo : lo + shard_samples], first_sample_index=lo, frame_format="npy")
-        for si, lo in enumerate(range(0, len(recs), shard_samples))
-    ]
-    opts = {"stored_frames": 1, "image_size": 2, "fps": 1.0, "frame_format": "npy", "shard_samples": shard_samples}
-    man = assemble_manifest("shaped", load_card("msrvtt"), opts, ["train"], stats, {}, protocols={"train": "multi"})
-    store.write_text(MANIFEST, json.dumps(man))
-
-
 SHAPES = {  # MSR-VTT: 20 captions a video; MSVD: 19-62 (40.5 on average); fewer videos than the real sets
     "msrvtt": lambda rng: np.full(400, 20),
     "msvd": lambda rng: rng.integers(19, 63, 150),
@@ -300,7 +280,7 @@ def shaped(tmp_path_factory) -> dict[str, tuple[str, np.ndarray]]:
     for name, counts_of in SHAPES.items():
         counts = counts_of(np.random.default_rng(0))
         url = str(tmp_path_factory.mktemp("shaped") / name)
-        _write_shaped(url, counts, shard_samples=64)
+        write_caption_shaped(url, counts, shard_samples=64)
         out[name] = (url, counts)
     return out
 

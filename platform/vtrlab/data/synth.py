@@ -261,3 +261,19 @@ def synth(out: str, size: str = "small", seed: int = 0, progress: Callable[[dict
     )
     store.write_text(MANIFEST, json.dumps(man, indent=1, sort_keys=True))
     return man
+
+
+def write_caption_shaped(url: str, counts: np.ndarray | list[int], shard_samples: int) -> None:
+    """A training split shaped like a benchmark's captions: ``len(counts)`` one-frame 2x2 clips, video ``i`` with
+    ``counts[i]`` captions (npy shards + manifest at ``url``). What the batch-diversity bench and tests read:
+    the stream's same-video twin share depends on the caption counts, not on the frames."""
+    store = storage.open_store(url)
+    frame = np.zeros((1, 2, 2, 3), dtype=np.uint8)
+    recs = [ClipRecord(f"v{i}", [f"caption {k} of video {i}" for k in range(c)], frame) for i, c in enumerate(counts)]
+    stats = [
+        write_shard(store, "train", si, recs[lo : lo + shard_samples], first_sample_index=lo, frame_format="npy")
+        for si, lo in enumerate(range(0, len(recs), shard_samples))
+    ]
+    opts = {"num_frames": 1, "image_size": 2, "fps": 1.0, "frame_format": "npy", "shard_samples": shard_samples}
+    man = assemble_manifest("shaped", load_card("msrvtt"), opts, ["train"], stats, {}, protocols={"train": "multi"})
+    store.write_text(MANIFEST, json.dumps(man))

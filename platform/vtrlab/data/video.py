@@ -29,6 +29,7 @@ one stored frame from each evaluation frame's segment (training jitter, an optio
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import os
@@ -243,32 +244,15 @@ def decode_clip(
         scan = _scan(path, start, step, last)
         seek = scan is not None
         origin, n = scan if scan is not None else (None, None)
+        decode_pass = functools.partial(
+            _decode_pass, path, start=start, step=step, last=last, size=size, threads=threads
+        )
         for _ in range(3):
             if n is None:  # no packet timestamps: count by decoding
-                n, _ = _decode_pass(
-                    path,
-                    origin=None,
-                    start=start,
-                    step=step,
-                    last=last,
-                    wanted=set(),
-                    size=size,
-                    threads=threads,
-                    seek=False,
-                )
+                n, _ = decode_pass(origin=None, wanted=set(), seek=False)
             pos = stored_positions(n, num_frames, stored_frames)
             try:
-                got, kept = _decode_pass(
-                    path,
-                    origin=origin,
-                    start=start,
-                    step=step,
-                    last=last,
-                    wanted=set(pos.tolist()),
-                    size=size,
-                    threads=threads,
-                    seek=seek,
-                )
+                got, kept = decode_pass(origin=origin, wanted=set(pos.tolist()), seek=seek)
             except _NoTimestamps:
                 seek = False
                 continue
