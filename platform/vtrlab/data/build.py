@@ -22,12 +22,16 @@ imports nothing of Ray itself.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from vtrlab import storage
+from vtrlab.config import shown
 from vtrlab.data.card import DatasetCard, load_card
 from vtrlab.data.frames import SAMPLING, frames_manifest
 from vtrlab.data.parsers import VideoIndex, VideoItem, parse_annotations
@@ -37,12 +41,14 @@ from vtrlab.data.shards import (
     ClipRecord,
     Skip,
     sha256_json,
+    shard_key,
     sidecar_key,
+    validate_manifest,
     write_shard,
 )
 from vtrlab.data.video import decode_clip
 from vtrlab.errors import ConfigError, DataError, StorageError
-from vtrlab.tasks import TaskRunner, local_runner, runner_for
+from vtrlab.tasks import EXECUTORS, TaskRunner, local_runner, runner_for
 
 BUILD_OPTION_KEYS = (
     "num_frames",
@@ -54,6 +60,34 @@ BUILD_OPTION_KEYS = (
     "shard_samples",
 )
 
+# the range of each build option (inclusive; None: unbounded), as the card allows it
+OPTION_RANGES: dict[str, tuple[float, float | None]] = {
+    "num_frames": (1, 256),
+    "stored_frames": (1, 512),
+    "image_size": (8, 1024),
+    "jpeg_quality": (10, 100),
+    "shard_samples": (1, None),
+}
+
+
+def _option_name(key: str) -> str:
+    return f"--{key.replace('_', '-')}"
+
+
+def _check_option(key: str, value: object) -> None:
+    """A build option's value in its range; else a ConfigError naming the option (as the CLI spells it)."""
+    if key == "fps":
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+        if not ok:
+            raise ConfigError(f"{_option_name(key)} {shown(value)}: expected a frame rate > 0")
+        return
+    if key not in OPTION_RANGES or (key == "stored_frames" and value is None):
+        return
+    lo, hi = OPTION_RANGES[key]
+    if not isinstance(value, int) or isinstance(value, bool) or value < lo or (hi is not None and value > hi):
+        span = f"{lo}..{hi}" if hi is not None else f">= {lo}"
+        raise ConfigError(f"{_option_name(key)} {shown(value)}: expected an integer {span}")
+
 
 def build_options(card: DatasetCard, **overrides) -> dict:
     """The frame/shard options of a build: the card's values, overridden by non-None ``overrides``."""
@@ -62,12 +96,14 @@ def build_options(card: DatasetCard, **overrides) -> dict:
         if k not in BUILD_OPTION_KEYS:
             raise ConfigError(f"unknown build option {k!r} (known: {', '.join(BUILD_OPTION_KEYS)})")
         if v is not None:
+            _check_option(k, v)
             opts[k] = v
     if opts["frame_format"] not in ("jpg", "png", "npy"):
-        raise ConfigError(f"frame_format {opts['frame_format']!r}: expected jpg, png or npy")
+        raise ConfigError(f"--frame-format {shown(opts['frame_format'])}: expected jpg, png or npy")
     if opts["stored_frames"] is not None and opts["stored_frames"] < opts["num_frames"]:
         raise ConfigError(
-            f"stored_frames {opts['stored_frames']} < num_frames {opts['num_frames']}: a build keeps CLIP4Clip's "
+            f"stored_frames {opts['stored_frames']} < num_frames {opts['num_frames']} (--stored-frames, "
+            "--num-frames): a build keeps CLIP4Clip's "
             "num_frames frames of each clip (plus extras up to stored_frames); set num_frames to keep fewer"
         )
     if opts["stored_frames"] == opts["num_frames"]:
@@ -211,6 +247,85 @@ def assemble_manifest(
     return man
 
 
+def check_out(out: str) -> None:
+    """A local destination must be a folder, or a path whose first existing parent is one; else a
+    ConfigError naming ``--out`` (checked before anything is written)."""
+    scheme, _, rest = storage.split_url(out)
+    if scheme != "file":
+        return
+    p = Path(rest).expanduser()
+    for q in (p, *p.parents):
+        if q.exists() or q.is_symlink():
+            if not q.is_dir():
+                what = "is a file" if q == p else f"is inside {q}, a file"
+                raise ConfigError(f"--out {shown(out)}: {what}; expected a folder for the dataset (or one to create)")
+            return
+
+
+def _check_runner(executor: str | TaskRunner, num_cpus: int | None) -> None:
+    if isinstance(executor, str) and executor not in EXECUTORS:
+        raise ConfigError(f"--executor {shown(executor)}: expected {' or '.join(EXECUTORS)}")
+    if num_cpus is not None and (not isinstance(num_cpus, int) or num_cpus < 1):
+        raise ConfigError(f"--num-cpus {shown(num_cpus)}: expected an integer >= 1")
+
+
+def _sha256_of(store: storage.Store, key: str) -> str:
+    h = hashlib.sha256()
+    with store.open_read(key) as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _intact(store: storage.Store, key: str, size: object, sha256: object) -> bool:
+    """The object at ``key`` has ``size`` bytes and sha256 ``sha256`` (read to its end)."""
+    try:
+        return store.size(key) == size and _sha256_of(store, key) == sha256
+    except (StorageError, OSError):
+        return False
+
+
+def _resumable(store: storage.Store, st: object, shard: dict) -> bool:
+    """A sidecar ``st`` left by an earlier build describes ``shard`` as planned now, and its tar (if any) is
+    the one it describes: the same size and sha256, read again (a shard corrupted since is rebuilt)."""
+    if not isinstance(st, dict) or st.get("plan_hash") != shard["plan_hash"]:
+        return False
+    if st.get("split") != shard["split"] or st.get("index") != shard["index"]:
+        return False
+    counts = [st.get(k) for k in ("samples", "videos", "captions", "bytes")]
+    if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
+        return False
+    if not isinstance(st.get("skipped"), list):
+        return False
+    if st.get("path") is None:
+        return st["samples"] == 0
+    if st["path"] != shard_key(shard["split"], shard["index"]) or st["samples"] < 1:
+        return False
+    return _intact(store, st["path"], st["bytes"], st.get("sha256"))
+
+
+def _refuse_empty_splits(card: DatasetCard, kept: dict[str, int], skipped: dict[str, list[dict]], videos) -> None:
+    """A split the card expects videos of, of which the build keeps none, is a DataError (nothing committed)."""
+    for split, n in kept.items():
+        spec = card.splits.get(split)
+        if n or spec is None or spec.videos == 0:
+            continue
+        gone = skipped.get(split) or []
+        first = f"; first: {gone[0]['video_id']}: {gone[0]['reason']}" if gone else ""
+        raise DataError(
+            shown_line(
+                f"{videos}: split {split!r}: no video kept (the card expects {spec.videos}; "
+                f"{len(gone)} skipped{first}); nothing committed"
+            )
+        )
+
+
+def shown_line(text: str, limit: int = 600) -> str:
+    """``text`` on one line, cut after ``limit`` characters."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def build(
     benchmark: str | DatasetCard,
     annotations: str | os.PathLike,
@@ -230,18 +345,28 @@ def build(
     for training jitter), image_size, fps, frame_format, jpeg_quality, shard_samples (default: the card's);
     the manifest's ``frames`` entry says what was stored. Missing or undecodable videos, and ids an id list
     names that the caption file lacks (ActivityNet, DiDeMo; an error with ``strict_ids``), are skipped and
-    listed in the manifest with the reason; bad annotation files raise DataError. Resumable: shards already
-    complete (sidecar with the same plan hash) are not rebuilt. Logs "resumed N of M shards" through
-    ``progress`` (called with each shard's stats, plus ``{"resumed": True}`` for shards skipped).
+    listed in the manifest with the reason; bad annotation files raise DataError. Options, the destination,
+    the annotations and the videos folder are checked before anything is written or a task started. A split
+    the card expects videos of that keeps none is a DataError, and no manifest is committed.
+
+    Resumable: shards already complete (sidecar with the same plan hash, and a tar whose size and sha256,
+    read again, are the sidecar's) are not rebuilt; a shard that does not match is. Logs "resumed N of M
+    shards" through ``progress`` (called with each shard's stats, plus ``{"resumed": True}`` for shards skipped).
     """
+    _check_runner(executor, num_cpus)
     card = benchmark if isinstance(benchmark, DatasetCard) else load_card(benchmark)
     opts = build_options(card, **option_overrides)
+    check_out(out)
     parsed = parse_annotations(card, annotations, splits, strict_ids=strict_ids)
     shards, missing = plan_shards(card, parsed, videos, opts)
     for split, no_caption in parsed.skipped.items():  # ids without captions first, then missing files
         missing[split] = no_caption + missing.get(split, [])
+    planned = {split: sum(len(s["videos"]) for s in shards if s["split"] == split) for split in parsed}
+    _refuse_empty_splits(card, planned, missing, videos)
     store = storage.open_store(out)
     existing = set(store.list(""))
+    # splits built earlier into the same place with the same options (``--splits`` builds) are kept
+    kept = _earlier_splits(store, card.name, opts, set(parsed))
     done: list[dict] = []
     todo: list[dict] = []
     for s in shards:
@@ -249,9 +374,9 @@ def build(
         if sk in existing:
             try:
                 st = json.loads(store.read_text(sk))
-            except (StorageError, json.JSONDecodeError):
+            except (StorageError, ValueError, RecursionError):  # unreadable, not UTF-8 or not JSON
                 st = None
-            if st and st.get("plan_hash") == s["plan_hash"] and (st["path"] is None or st["path"] in existing):
+            if _resumable(store, st, s):
                 done.append(st)
                 if progress:
                     progress({**st, "resumed": True})
@@ -263,25 +388,59 @@ def build(
     results = runner(build_shard_task, todo, (store.spec(), task_opts), progress)
     frames = frames_manifest(opts["num_frames"], opts["stored_frames"], opts["fps"], opts["image_size"])
     man = assemble_manifest(card.name, card, opts, list(parsed), done + results, missing, extra={"frames": frames})
-    # splits built earlier into the same place with the same options (``--splits`` builds) are kept
-    kept = _earlier_splits(store, card.name, opts, set(parsed))
+    try:
+        _refuse_empty_splits(card, {k: man["splits"][k]["videos"] for k in parsed}, {
+            k: man["splits"][k]["skipped"] for k in parsed}, videos)  # fmt: skip
+    except DataError:
+        _discard_empty(store, out, results, existing)
+        raise
     if kept:
         man["splits"] = {**kept, **man["splits"]}
         man["version"] = sha256_json(
             {"opts": opts, "splits": {k: [s["sha256"] for s in v["shards"]] for k, v in man["splits"].items()}}
         )
     man["build"] = {"shards_total": len(shards), "shards_resumed": len(done), "shards_written": len(todo)}
+    validate_manifest(json.loads(json.dumps(man)), storage.join_url(out, MANIFEST), out)
     store.write_text(MANIFEST, json.dumps(man, indent=1, sort_keys=True))
     return man
 
 
+def _discard_empty(store: storage.Store, out: str, results: list[dict], existing: set[str]) -> None:
+    """After a refused build: the sidecars this build wrote for shards that kept no video, and the local
+    folders it created that are left empty."""
+    for st in results:
+        if st.get("path") is None:
+            key = sidecar_key(st["split"], st["index"])
+            if key not in existing:
+                store.delete(key)
+    scheme, _, rest = storage.split_url(out)
+    if scheme != "file" or existing:
+        return
+    root = Path(rest).expanduser()
+    for d in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        if not any(d.iterdir()):
+            d.rmdir()
+    if root.is_dir() and not any(root.iterdir()):
+        root.rmdir()
+
+
 def _earlier_splits(store: storage.Store, name: str, opts: dict, built: set[str]) -> dict:
+    """The splits of an earlier build at ``store`` with the same options that this build does not build. Their
+    shards are read again: one whose size or sha256 is not the manifest's is a DataError naming it."""
     if not store.exists(MANIFEST):
         return {}
     try:
-        old = json.loads(store.read_text(MANIFEST))
-    except (StorageError, json.JSONDecodeError):
+        old = validate_manifest(json.loads(store.read_text(MANIFEST)), store.url_for(MANIFEST), store.url)
+    except (StorageError, DataError, ValueError, RecursionError):
+        return {}  # not a manifest this vtrlab can keep splits of: the new one replaces it
+    if old.get("name") != name or old.get("options") != opts:
         return {}
-    if old.get("format") != FORMAT or old.get("name") != name or old.get("options") != opts:
-        return {}
-    return {k: v for k, v in old.get("splits", {}).items() if k not in built}
+    kept = {k: v for k, v in old["splits"].items() if k not in built}
+    for split, info in kept.items():
+        for sh in info["shards"]:
+            if not _intact(store, sh["path"], sh["bytes"], sh["sha256"]):
+                raise DataError(
+                    f"{store.url_for(sh['path'])}: a shard of split {split!r} (built earlier, kept in the manifest) "
+                    f"does not match the manifest's size and sha256; rebuild it with --splits {split}"
+                )
+    return kept

@@ -141,11 +141,25 @@ def inspect(
     ] = None,
     split: Annotated[str | None, typer.Option(help="only this split on the contact sheet")] = None,
     samples: Annotated[int, typer.Option(help="samples per split on the contact sheet")] = 3,
+    verify: Annotated[
+        bool,
+        typer.Option("--verify", help="read every shard and check its sha256 and sample count against the manifest"),
+    ] = False,
 ) -> None:
-    """Summarise a built dataset (per split: samples, videos, captions, skipped) and draw a contact sheet."""
-    from vtrlab.data.summary import summary, write_contact_sheet
+    """Summarise a built dataset (per split: samples, videos, captions, skipped) and draw a contact sheet
+    (from shards whose sha256 and sample count match the manifest)."""
+    from vtrlab.data.shards import manifest_split
+    from vtrlab.data.summary import summary, verify_shards, write_contact_sheet
+    from vtrlab.errors import ConfigError
 
+    if samples < 1:
+        raise ConfigError(f"--samples {samples}: expected a number of samples >= 1")
     s = summary(url)
+    if split is not None:
+        manifest_split({"splits": s["splits"], "name": s["name"]}, split, s["url"])
+    if verify:
+        n = verify_shards(url, split)
+        _console().print(f"verified {n} shard(s): sha256 and sample counts match the manifest")
     if as_json:
         typer.echo(json.dumps(s, indent=1, sort_keys=True))
     else:

@@ -45,5 +45,12 @@ def parse_annotations(
         raise ConfigError(f"card {card.name!r}: unknown split(s) {unknown}; the card has {sorted(card.splits)}")
     ann_dir = Path(annotations)
     if not ann_dir.is_dir():
-        raise DataError(f"{ann_dir}: annotations folder not found")
-    return entry.parse(card, ann_dir, splits, strict_ids)
+        raise DataError(f"{ann_dir}: annotations folder not found (--annotations)")
+    parsed = entry.parse(card, ann_dir, splits, strict_ids)
+    for split in splits:  # an empty split file is not an empty split: the card says how many videos it has
+        expected = card.splits[split].videos
+        if expected and not parsed.get(split) and not parsed.skipped.get(split):
+            name = card.annotations.get(split)
+            where = ann_dir / name if name else ann_dir
+            raise DataError(f"{where}: split {split!r} lists no video (the card expects {expected})")
+    return parsed

@@ -37,15 +37,21 @@ import time
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from vtrlab import storage
+from vtrlab.config import shown
 from vtrlab.data.video import decode_frame, decode_npy, encode_frame, encode_npy
 from vtrlab.errors import DataError, StorageError
 
-FORMAT = "vtrlab-shards/1"
+FORMAT_NAME = "vtrlab-shards"
+FORMAT_VERSION = 1
+FORMAT = f"{FORMAT_NAME}/{FORMAT_VERSION}"
 MANIFEST = "manifest.json"
+SHA256_HEX = r"^[0-9a-f]{64}$"
 
 
 def shard_key(split: str, index: int) -> str:
@@ -188,29 +194,166 @@ def write_shard(
 # ------------------------------------------------------------------------------------------------
 
 
+class _Entry(BaseModel):
+    """Keys a manifest section must have (typed); other keys are kept as they are."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class ShardEntry(_Entry):
+    path: StrictStr
+    samples: StrictInt = Field(ge=1)
+    videos: StrictInt = Field(ge=0)
+    captions: StrictInt = Field(ge=0)
+    bytes: StrictInt = Field(ge=0)
+    sha256: StrictStr = Field(pattern=SHA256_HEX)
+
+
+class SkippedEntry(_Entry):
+    video_id: StrictStr
+    reason: StrictStr
+    captions: list[StrictStr] | None = None
+
+
+class ExpectedCounts(_Entry):
+    videos: StrictInt = Field(ge=0)
+    captions: StrictInt = Field(ge=0)
+
+
+class SplitEntry(_Entry):
+    protocol: StrictStr
+    samples: StrictInt = Field(ge=0)
+    videos: StrictInt = Field(ge=0)
+    captions: StrictInt = Field(ge=0)
+    bytes: StrictInt = Field(default=0, ge=0)
+    expected: ExpectedCounts | None = None
+    skipped: list[SkippedEntry] = Field(default_factory=list)
+    shards: list[ShardEntry]
+
+
+class Manifest(_Entry):
+    """A dataset's ``manifest.json`` (see the module docstring); :func:`read_manifest` validates against it."""
+
+    format: StrictStr
+    name: StrictStr
+    version: StrictStr
+    options: dict
+    card: dict = Field(default_factory=dict)
+    splits: dict[StrictStr, SplitEntry]
+
+
+def _manifest_problem(err: ValidationError) -> str:
+    """The first problems of a validation error, on one line: ``key.path: message (got value)``."""
+    parts = []
+    for item in err.errors()[:3]:
+        key = ".".join(str(p) for p in item["loc"]) or "<root>"
+        got = "" if item["type"] == "missing" else f" (got {shown(item.get('input'), 120)})"
+        parts.append(f"{key}: {item['msg']}{got}")
+    more = f"; and {len(err.errors()) - 3} more" if len(err.errors()) > 3 else ""
+    return "; ".join(parts) + more
+
+
+def check_shard_path(path: str, where: str) -> str:
+    """``path`` if it is a relative path inside the dataset folder (no ``..``, no absolute path, no URL);
+    else a DataError naming ``where`` and the path."""
+    parts = path.split("/")
+    if (
+        not path
+        or path.startswith(("/", "\\", "~"))
+        or "\\" in path
+        or "://" in path
+        or (len(path) > 1 and path[1] == ":")
+        or any(p in ("", ".", "..") for p in parts)
+        or any(ord(c) < 32 for c in path)
+    ):
+        raise DataError(f"{where}: {shown(path)}: expected a relative path inside the dataset folder")
+    return path
+
+
+def _check_local_confinement(url: str, man: dict, source: str) -> None:
+    """Shard files of a local dataset resolve (links followed) inside its folder."""
+    scheme, _, root = storage.split_url(url)
+    if scheme != "file":
+        return
+    base = Path(root).expanduser().resolve()
+    for split, info in man["splits"].items():
+        for i, sh in enumerate(info["shards"]):
+            real = (base / sh["path"]).resolve()
+            if not real.is_relative_to(base):
+                raise DataError(
+                    f"{source}: splits.{split}.shards.{i}.path: {shown(sh['path'])} resolves to {shown(str(real))}, "
+                    "outside the dataset folder (a link out of it)"
+                )
+
+
+def validate_manifest(man: object, source: str, url: str | None = None) -> dict:
+    """``man`` checked against :class:`Manifest` (format, keys and types, shard paths inside the dataset
+    folder); a mismatch is a DataError naming ``source`` and the key. Returns ``man``."""
+    if not isinstance(man, dict):
+        raise DataError(f"{source}: expected a JSON object, got {type(man).__name__}")
+    fmt = man.get("format")
+    if not isinstance(fmt, str) or not fmt.startswith(f"{FORMAT_NAME}/"):
+        raise DataError(f"{source}: format: {shown(fmt)}: not a vtrlab dataset manifest (expected {FORMAT!r})")
+    version = fmt.split("/", 1)[1]
+    if not version.isdigit():
+        raise DataError(f"{source}: format: {shown(fmt)}: expected {FORMAT!r}")
+    if int(version) > FORMAT_VERSION:
+        raise DataError(
+            f"{source}: format: {shown(fmt)}: manifest format version {version} is newer than this vtrlab reads "
+            f"({FORMAT_VERSION}); upgrade vtrlab"
+        )
+    if fmt != FORMAT:
+        raise DataError(f"{source}: format: {shown(fmt)}: expected {FORMAT!r}")
+    try:
+        Manifest.model_validate(man)
+    except ValidationError as err:
+        raise DataError(f"{source}: {_manifest_problem(err)}") from None
+    for split, info in man["splits"].items():
+        for i, sh in enumerate(info["shards"]):
+            check_shard_path(sh["path"], f"{source}: splits.{split}.shards.{i}.path")
+    if url is not None:
+        _check_local_confinement(url, man, source)
+    return man
+
+
 def read_manifest(url: str) -> dict:
-    """The manifest of the dataset at ``url`` (raises DataError if there is none or it is invalid)."""
+    """The manifest of the dataset at ``url``, validated (:func:`validate_manifest`); DataError naming the
+    manifest's URL if there is none or it is invalid."""
     store = storage.open_store(url)
+    source = storage.join_url(url, MANIFEST)
     try:
         text = store.read_text(MANIFEST)
     except StorageError as exc:
         raise DataError(
-            f"{storage.join_url(url, MANIFEST)}: no dataset manifest (build it with `vtrlab data build` "
-            f"or `vtrlab data synth`): {exc}"
+            f"{source}: no dataset manifest (build it with `vtrlab data build` or `vtrlab data synth`): {exc}"
         ) from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{source}: not UTF-8 text (byte {exc.start})") from None
     try:
         man = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise DataError(f"{storage.join_url(url, MANIFEST)}: line {exc.lineno}: invalid JSON") from None
-    if man.get("format") != FORMAT:
-        raise DataError(f"{storage.join_url(url, MANIFEST)}: format {man.get('format')!r}, expected {FORMAT!r}")
-    return man
+        raise DataError(f"{source}: line {exc.lineno}: invalid JSON: {exc.msg}") from None
+    except RecursionError:
+        raise DataError(f"{source}: invalid JSON: nested too deeply") from None
+    return validate_manifest(man, source, url)
 
 
 def manifest_split(man: dict, split: str, url: str = "") -> dict:
-    if split not in man.get("splits", {}):
-        raise DataError(f"{url or man.get('name')}: split {split!r} not in the manifest (has {sorted(man['splits'])})")
-    return man["splits"][split]
+    splits = man.get("splits") or {}
+    if split not in splits:
+        raise DataError(f"{url or man.get('name')}: split {shown(split)} not in the manifest (has {sorted(splits)})")
+    return splits[split]
+
+
+def verify_shard(url: str, shard: dict) -> None:
+    """Read the shard at ``url`` to its end: its sha256 and sample count must be the manifest entry's
+    (``shard``); else a DataError naming the URL."""
+    count = sum(1 for _ in iter_shard(url, expected_sha256=shard["sha256"]))
+    if count != shard["samples"]:
+        raise DataError(
+            f"{url}: the shard holds {count} samples, the manifest says {shard['samples']} "
+            "(truncated or replaced since the build; rebuild it)"
+        )
 
 
 # ------------------------------------------------------------------------------------------------

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import io
 import textwrap
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from vtrlab import storage
 from vtrlab.data.loader import frame_indices
-from vtrlab.data.shards import iter_shard, read_manifest
+from vtrlab.data.shards import iter_shard, manifest_split, read_manifest, verify_shard
+from vtrlab.errors import ConfigError
 
 
 def summary(url: str) -> dict:
@@ -42,24 +44,48 @@ def summary(url: str) -> dict:
     }
 
 
+def verify_shards(url: str, split: str | None = None, progress=None) -> int:
+    """Read every shard of the dataset at ``url`` (or of ``split``): each one's sha256 and sample count must
+    be the manifest's, else a DataError naming the shard's URL. Returns the number of shards checked."""
+    url = storage.normalize_url(url)
+    man = read_manifest(url)
+    names = [split] if split else list(man["splits"])
+    n = 0
+    for sp in names:
+        for sh in manifest_split(man, sp, url)["shards"]:
+            verify_shard(storage.join_url(url, sh["path"]), sh)
+            n += 1
+            if progress:
+                progress(sp, sh)
+    return n
+
+
 def contact_sheet(
     url: str, split: str | None = None, samples_per_split: int = 3, frames: int = 8, cell: int = 96
 ) -> Image.Image:
     """A PNG-able image: for each split (or just ``split``), the first few samples' frames in a row,
-    with the video id and first caption underneath."""
+    with the video id and first caption underneath. A shard is verified (:func:`verify_shard`: sha256 and
+    sample count against the manifest) before anything of it is drawn."""
+    if samples_per_split < 1 or frames < 1 or cell < 8:
+        raise ConfigError(
+            f"--samples {samples_per_split}, frames {frames}, cell {cell}: "
+            "expected samples >= 1, frames >= 1, cell >= 8"
+        )
     url = storage.normalize_url(url)
     man = read_manifest(url)
     splits = [split] if split else list(man["splits"])
     rows: list[tuple[str, list[np.ndarray], str]] = []
     for sp in splits:
-        info = man["splits"][sp]
+        info = manifest_split(man, sp, url)
         got = 0
         for sh in info["shards"]:
-            for s in iter_shard(storage.join_url(url, sh["path"])):
+            shard_url = storage.join_url(url, sh["path"])
+            verify_shard(shard_url, sh)
+            for s in iter_shard(shard_url):
                 idx = frame_indices(s, frames)
-                caps = s.meta["captions"]
+                caps = [str(c) for c in s.meta.get("captions") or []] or [""]
                 more = f"  (+{len(caps) - 1} more)" if len(caps) > 1 else ""
-                rows.append((f"[{sp}] {s.meta['video_id']}", list(s.decode(idx)), caps[0] + more))
+                rows.append((f"[{sp}] {str(s.meta.get('video_id'))[:80]}", list(s.decode(idx)), caps[0] + more))
                 got += 1
                 if got >= samples_per_split:
                     break
@@ -84,18 +110,17 @@ def contact_sheet(
 
 
 def write_contact_sheet(url: str, path: str, **kw) -> str:
-    """Render the contact sheet and write it as PNG to ``path`` (a local path or an object URL)."""
+    """Render the contact sheet and write it as PNG to ``path`` (a local path or an object URL), atomically."""
+    scheme, _, local = storage.split_url(path)
+    if scheme != "s3" and (not local or local.endswith("/") or Path(local).expanduser().is_dir()):
+        raise ConfigError(f"--sheet {path}: is a folder; expected the path of a PNG file to write")
     img = contact_sheet(url, **kw)
     buf = io.BytesIO()
     img.save(buf, format="PNG")
-    scheme, _, _ = storage.split_url(path)
     if scheme == "s3":
         bucket_url, _, key = path.rpartition("/")
         storage.open_store(bucket_url).write_bytes(key, buf.getvalue())
     else:
-        import pathlib
-
-        p = pathlib.Path(storage.split_url(path)[2])
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(buf.getvalue())
+        p = Path(local).expanduser()
+        storage.LocalStore(p.parent).write_bytes(p.name, buf.getvalue())
     return path

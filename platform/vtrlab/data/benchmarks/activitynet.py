@@ -13,7 +13,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from vtrlab.data.benchmarks.common import Parsed, VideoItem, ann_path, get_key, load_json
+from vtrlab.config import shown
+from vtrlab.data.benchmarks.common import Parsed, VideoItem, ann_path, get_key, load_json, text_value, video_id_value
 from vtrlab.data.benchmarks.registry import register_benchmark
 from vtrlab.data.card import DatasetCard
 from vtrlab.errors import DataError
@@ -36,7 +37,7 @@ def parse_activitynet(card: DatasetCard, ann_dir: Path, splits: list[str], stric
         items = []
         seen: set[str] = set()
         for i, vid in enumerate(ids):
-            vid = str(vid)
+            vid = video_id_value(vid, f"{ids_p}: entry [{i}]")
             if vid in seen:
                 continue
             seen.add(vid)
@@ -51,11 +52,11 @@ def parse_activitynet(card: DatasetCard, ann_dir: Path, splits: list[str], stric
             duration = get_key(entry, "duration", where)
             if not isinstance(sentences, list) or not sentences:
                 raise DataError(f"{where}.sentences: expected a non-empty list of sentences")
-            try:
-                end = float(math.ceil(float(duration)))
-            except (TypeError, ValueError):
-                raise DataError(f"{where}.duration: expected a number, got {duration!r}") from None
-            sents = [str(s).strip() for s in sentences]
+            ok = isinstance(duration, int | float) and not isinstance(duration, bool)
+            if not ok or not math.isfinite(duration) or duration <= 0:
+                raise DataError(f"{where}.duration: expected a number of seconds > 0, got {shown(duration)}")
+            end = float(math.ceil(duration))
+            sents = [text_value(s, f"{where}.sentences[{j}]") for j, s in enumerate(sentences)]
             items.append(
                 VideoItem(
                     vid,

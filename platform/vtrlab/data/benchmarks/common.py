@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vtrlab.config import shown
 from vtrlab.data.card import DatasetCard
 from vtrlab.errors import ConfigError, DataError
 
@@ -81,6 +82,12 @@ def load_json(p: Path) -> Any:
         raise DataError(f"{p}: line {exc.lineno}: not valid JSON: {exc.msg}") from None
     except UnicodeDecodeError as exc:
         raise DataError(f"{p}: not UTF-8 text (byte {exc.start})") from None
+    except RecursionError:
+        raise DataError(f"{p}: not valid JSON: nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise DataError(f"{p}: not valid JSON: {shown(str(exc))}") from None
+    except OSError as exc:
+        raise DataError(f"{p}: cannot read: {exc.strerror or exc}") from None
 
 
 def read_lines(p: Path) -> list[str]:
@@ -91,6 +98,8 @@ def read_lines(p: Path) -> list[str]:
             return lines[:-1] if lines and lines[-1] == "" else lines
     except UnicodeDecodeError as exc:
         raise DataError(f"{p}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise DataError(f"{p}: cannot read: {exc.strerror or exc}") from None
 
 
 def read_id_list(p: Path) -> list[str]:
@@ -117,6 +126,40 @@ def csv_rows(p: Path, required: list[str]) -> list[tuple[int, dict]]:
             return rows
     except UnicodeDecodeError as exc:
         raise DataError(f"{p}: not UTF-8 text (byte {exc.start})") from None
+    except csv.Error as exc:  # a field over csv's limit, a NUL byte, ...
+        raise DataError(f"{p}: line {reader.line_num + 1}: not valid CSV: {shown(str(exc))}") from None
+    except OSError as exc:
+        raise DataError(f"{p}: cannot read: {exc.strerror or exc}") from None
+
+
+def text_value(value: Any, where: str) -> str:
+    """``value`` stripped if it is a non-empty string; else a DataError naming ``where`` and the value."""
+    if not isinstance(value, str) or not value.strip():
+        kind = "an empty string" if isinstance(value, str) else f"{type(value).__name__} {shown(value)}"
+        raise DataError(f"{where}: expected a non-empty string, got {kind}")
+    return value.strip()
+
+
+def video_id_value(value: Any, where: str) -> str:
+    """``value`` if it is a video id that names a file inside the videos folder: a non-empty string, no
+    absolute path, no ``..``, no backslash or control character; else a DataError naming ``where``."""
+    vid = text_value(value, where)
+    if vid != value:
+        raise DataError(f"{where}: video id {shown(value)} has leading or trailing white space")
+    parts = vid.split("/")
+    bad = (
+        vid.startswith(("/", "~"))
+        or "\\" in vid
+        or (len(vid) > 1 and vid[1] == ":")
+        or any(p in ("", ".", "..") for p in parts)
+        or any(ord(c) < 32 or ord(c) == 127 for c in vid)
+    )
+    if bad:
+        raise DataError(
+            f"{where}: video id {shown(vid)}: expected a name inside the videos folder "
+            "(no absolute path, '..', empty part, backslash or control character)"
+        )
+    return vid
 
 
 def get_key(d: Any, key: str, where: str) -> Any:

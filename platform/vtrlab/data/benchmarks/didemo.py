@@ -10,7 +10,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vtrlab.data.benchmarks.common import Parsed, VideoItem, ann_path, get_key, load_json, read_id_list
+from vtrlab.data.benchmarks.common import (
+    Parsed,
+    VideoItem,
+    ann_path,
+    get_key,
+    load_json,
+    read_id_list,
+    text_value,
+    video_id_value,
+)
 from vtrlab.data.benchmarks.registry import register_benchmark
 from vtrlab.data.card import DatasetCard
 from vtrlab.errors import DataError
@@ -26,7 +35,7 @@ def parse_didemo(card: DatasetCard, ann_dir: Path, splits: list[str], strict_ids
     for split in splits:
         data_p = ann_path(card, ann_dir, split)
         list_p = ann_path(card, ann_dir, f"{split}_list")
-        ids = read_id_list(list_p)
+        ids = [video_id_value(v, f"{list_p}: line {n}") for n, v in enumerate(read_id_list(list_p), start=1)]
         wanted = set(ids)
         data = load_json(data_p)
         if not isinstance(data, list):
@@ -35,8 +44,8 @@ def parse_didemo(card: DatasetCard, ann_dir: Path, splits: list[str], strict_ids
         times: dict[str, list] = {}
         for i, entry in enumerate(data):
             where = f"{data_p}: entry [{i}]"
-            video = str(get_key(entry, "video", where))
-            desc = str(get_key(entry, "description", where)).strip()
+            video = text_value(get_key(entry, "video", where), f"{where}.video")
+            desc = text_value(get_key(entry, "description", where), f"{where}.description")
             t = get_key(entry, "times", where)
             if video not in wanted:
                 continue

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vtrlab.data.benchmarks.common import Parsed, VideoItem, ann_path, read_lines
+from vtrlab.data.benchmarks.common import Parsed, VideoItem, ann_path, read_lines, video_id_value
 from vtrlab.data.benchmarks.registry import register_benchmark
 from vtrlab.data.card import DatasetCard
 from vtrlab.errors import DataError
@@ -33,6 +33,7 @@ def parse_lsmdc(card: DatasetCard, ann_dir: Path, splits: list[str], strict_ids:
             clip_id, s_al, e_al, s_ex, e_ex, sentence = (c.strip() for c in cols)
             if not clip_id or not sentence:
                 raise DataError(f"{p}: line {n}: empty clip id or sentence")
+            clip_id = video_id_value(clip_id, f"{p}: line {n}: clip id")
             if clip_id in seen:
                 seen[clip_id].captions.append(sentence)
                 continue

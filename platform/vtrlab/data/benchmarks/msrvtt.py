@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vtrlab.data.benchmarks.common import Parsed, VideoItem, ann_path, csv_rows, get_key, load_json
+from vtrlab.data.benchmarks.common import (
+    Parsed,
+    VideoItem,
+    ann_path,
+    csv_rows,
+    get_key,
+    load_json,
+    text_value,
+    video_id_value,
+)
 from vtrlab.data.benchmarks.registry import register_benchmark
 from vtrlab.data.card import DatasetCard
 from vtrlab.errors import DataError
@@ -21,14 +30,21 @@ def parse_msrvtt(card: DatasetCard, ann_dir: Path, splits: list[str], strict_ids
     if "train" in splits:
         data_p = ann_path(card, ann_dir, "data")
         train_p = ann_path(card, ann_dir, "train")
-        train_ids = [row["video_id"] for _, row in csv_rows(train_p, ["video_id"])]
+        train_ids = [
+            video_id_value(row["video_id"], f"{train_p}: line {line}: video_id")
+            for line, row in csv_rows(train_p, ["video_id"])
+        ]
         data = load_json(data_p)
         sentences = get_key(data, "sentences", str(data_p))
+        if not isinstance(sentences, list):
+            raise DataError(
+                f"{data_p}: sentences: expected a list of {{video_id, caption}}, got {type(sentences).__name__}"
+            )
         caps: dict[str, list[str]] = {}
         for i, s in enumerate(sentences):
             where = f"{data_p}: sentences[{i}]"
-            vid = get_key(s, "video_id", where)
-            caps.setdefault(str(vid), []).append(str(get_key(s, "caption", where)).strip())
+            vid = text_value(get_key(s, "video_id", where), f"{where}.video_id")
+            caps.setdefault(vid, []).append(text_value(get_key(s, "caption", where), f"{where}.caption"))
         items = []
         for vid in train_ids:
             if vid not in caps:
@@ -40,11 +56,12 @@ def parse_msrvtt(card: DatasetCard, ann_dir: Path, splits: list[str], strict_ids
         items = []
         seen: dict[str, VideoItem] = {}
         for line, row in csv_rows(test_p, ["video_id", "sentence"]):
-            vid = row["video_id"]
+            vid = video_id_value(row["video_id"], f"{test_p}: line {line}: video_id")
+            sentence = text_value(row["sentence"], f"{test_p}: line {line}: sentence")
             if vid in seen:  # not in 1k-A, but keep every sentence if a user's file repeats a video
-                seen[vid].captions.append(row["sentence"].strip())
+                seen[vid].captions.append(sentence)
                 continue
-            it = VideoItem(vid, [row["sentence"].strip()], file_hint=f"{vid}.mp4", meta={"line": line})
+            it = VideoItem(vid, [sentence], file_hint=f"{vid}.mp4", meta={"line": line})
             seen[vid] = it
             items.append(it)
         out["test"] = items

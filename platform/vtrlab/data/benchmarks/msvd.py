@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vtrlab.data.benchmarks.common import Parsed, VideoItem, ann_path, read_id_list
+from vtrlab.data.benchmarks.common import Parsed, VideoItem, ann_path, read_id_list, video_id_value
 from vtrlab.data.benchmarks.registry import register_benchmark
 from vtrlab.data.benchmarks.safe_pickle import load_plain_pickle
 from vtrlab.data.card import DatasetCard
@@ -30,6 +30,8 @@ def _msvd_captions(value: object, cap_p: Path, vid: str) -> list[str]:
             raise DataError(
                 f"{cap_p}: key {vid!r}[{j}]: expected a caption as a list of token strings, got {toks!r:.80}"
             )
+        if not " ".join(toks).strip():
+            raise DataError(f"{cap_p}: key {vid!r}[{j}]: an empty caption")
         caps.append(" ".join(toks))
     if not caps:
         raise DataError(f"{cap_p}: key {vid!r}: no captions")
@@ -47,6 +49,7 @@ def parse_msvd(card: DatasetCard, ann_dir: Path, splits: list[str], strict_ids: 
         list_p = ann_path(card, ann_dir, split)
         items = []
         for n, vid in enumerate(read_id_list(list_p), start=1):
+            vid = video_id_value(vid, f"{list_p}: line {n}")
             if vid not in raw:
                 raise DataError(f"{list_p}: line {n}: video id {vid!r} is not a key of {cap_p}")
             items.append(VideoItem(vid, _msvd_captions(raw[vid], cap_p, vid), file_hint=f"{vid}.avi"))

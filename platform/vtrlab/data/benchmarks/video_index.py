@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from vtrlab.data.benchmarks.common import VideoItem
+from vtrlab.data.benchmarks.common import VideoItem, video_id_value
 from vtrlab.errors import DataError
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".3gp", ".flv", ".ogv")
@@ -34,7 +34,11 @@ class VideoIndex:
                     self.by_stem.setdefault(stem, full)
 
     def find(self, item: VideoItem) -> str | None:
-        """The path of ``item``'s video file, or None."""
+        """The path of ``item``'s video file, or None. A video id or file name that is not a relative path
+        inside the folder (``..``, absolute) is a DataError naming it: ids are never matched by their last part."""
+        for value in (item.video_id, item.file_hint):
+            if value is not None:
+                video_id_value(value, f"{self.root}: video {item.video_id!r}")
         cands = []
         if item.file_hint:
             cands.append(item.file_hint)
