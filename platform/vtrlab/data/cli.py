@@ -49,14 +49,17 @@ def build(
     ] = False,
 ) -> None:
     """Convert a benchmark's annotation files and videos into shards + manifest at OUT (resumable)."""
+    from rich.console import Console
+
     from vtrlab.data.build import build as run_build
 
     con = _console()
+    out_con = Console()  # progress on stdout: stderr carries warnings and the error line
     split_list = [x for s in (splits or []) for x in s.split(",") if x] or None
 
     def progress(st: dict) -> None:
         word = "resumed" if st.get("resumed") else "wrote"
-        con.print(
+        out_con.print(
             f"{word} {st['split']}/shard-{st['index']:06d}: {st['samples']} videos, "
             f"{st['captions']} captions, {len(st['skipped'])} skipped"
         )

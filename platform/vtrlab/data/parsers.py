@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from vtrlab.config import shown
 from vtrlab.data.benchmarks.common import Parsed, VideoItem
 from vtrlab.data.benchmarks.registry import get_benchmark
 from vtrlab.data.benchmarks.video_index import VIDEO_EXTENSIONS, VideoIndex
@@ -39,10 +40,12 @@ def parse_annotations(
     Ids that an id list names but the caption file lacks (ActivityNet, DiDeMo) are skipped and listed in
     the result's ``skipped``; ``strict_ids=True`` makes them a DataError instead."""
     entry = get_benchmark(card.parser_name)
-    splits = list(splits or card.splits)
+    splits = list(dict.fromkeys(splits or card.splits))  # a split named twice is built once
     unknown = [s for s in splits if s not in card.splits]
     if unknown:
-        raise ConfigError(f"card {card.name!r}: unknown split(s) {unknown}; the card has {sorted(card.splits)}")
+        raise ConfigError(
+            f"--splits: unknown split(s) {shown(unknown)} of card {card.name!r}; the card has {sorted(card.splits)}"
+        )
     ann_dir = Path(annotations)
     if not ann_dir.is_dir():
         raise DataError(f"{ann_dir}: annotations folder not found (--annotations)")

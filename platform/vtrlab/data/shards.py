@@ -311,6 +311,10 @@ def validate_manifest(man: object, source: str, url: str | None = None) -> dict:
     for split, info in man["splits"].items():
         for i, sh in enumerate(info["shards"]):
             check_shard_path(sh["path"], f"{source}: splits.{split}.shards.{i}.path")
+        for key in ("samples", "videos", "captions"):
+            held = sum(sh[key] for sh in info["shards"])
+            if info[key] != held:
+                raise DataError(f"{source}: splits.{split}.{key}: {info[key]}, but its shards hold {held}")
     if url is not None:
         _check_local_confinement(url, man, source)
     return man
@@ -458,6 +462,25 @@ def _tv_decode_jpeg():
     return _TV_JPEG[0]
 
 
+def _check_sample_meta(meta: object, where: str) -> None:
+    """A sample's JSON: an object with a string ``video_id``, ``captions`` a list of strings, ``num_frames``
+    a count and a known ``frame_format``; else a DataError naming ``where`` and the key."""
+    if not isinstance(meta, dict):
+        raise DataError(f"{where}: expected a JSON object, got {type(meta).__name__} (corrupt shard)")
+    n = meta.get("num_frames", 0)
+    checks = (
+        ("video_id", isinstance(meta.get("video_id"), str), "a string"),
+        ("captions", isinstance(meta.get("captions"), list) and all(isinstance(c, str) for c in meta["captions"]),
+         "a list of strings"),
+        ("num_frames", isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= 100_000, "a frame count"),
+        ("frame_format", meta.get("frame_format", "jpg") in ("jpg", "png", "npy"), "jpg, png or npy"),
+    )  # fmt: skip
+    for key, ok, expected in checks:
+        if not ok:
+            raise DataError(f"{where}: {key}: expected {expected}, got {shown(meta.get(key), 120)} (corrupt shard)")
+    meta.setdefault("num_frames", 0)
+
+
 def _finish(cur: dict, url: str) -> RawSample:
     key = cur["__key__"]
     if "json" not in cur:
@@ -466,7 +489,8 @@ def _finish(cur: dict, url: str) -> RawSample:
         meta = json.loads(cur["json"])
     except Exception:
         raise DataError(f"{url}: sample {key!r}: invalid JSON (corrupt shard)") from None
-    n = int(meta.get("num_frames", 0))
+    _check_sample_meta(meta, f"{url}: sample {key!r}")
+    n = meta["num_frames"]
     if meta.get("frame_format") == "npy":
         if "frames.npy" not in cur:
             raise DataError(f"{url}: sample {key!r} has no frames.npy entry (corrupt shard)")

@@ -112,8 +112,13 @@ def contact_sheet(
 def write_contact_sheet(url: str, path: str, **kw) -> str:
     """Render the contact sheet and write it as PNG to ``path`` (a local path or an object URL), atomically."""
     scheme, _, local = storage.split_url(path)
-    if scheme != "s3" and (not local or local.endswith("/") or Path(local).expanduser().is_dir()):
-        raise ConfigError(f"--sheet {path}: is a folder; expected the path of a PNG file to write")
+    if scheme != "s3":
+        target = Path(local).expanduser()
+        if not local or local.endswith("/") or target.is_dir():
+            raise ConfigError(f"--sheet {path}: is a folder; expected the path of a PNG file to write")
+        parent = next((q for q in target.parents if q.exists()), None)
+        if parent is not None and not parent.is_dir():
+            raise ConfigError(f"--sheet {path}: {parent} is a file; expected a folder to write the PNG file in")
     img = contact_sheet(url, **kw)
     buf = io.BytesIO()
     img.save(buf, format="PNG")

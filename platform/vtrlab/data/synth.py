@@ -33,7 +33,7 @@ from collections.abc import Callable
 import numpy as np
 
 from vtrlab import storage
-from vtrlab.data.build import assemble_manifest
+from vtrlab.data.build import assemble_manifest, check_out
 from vtrlab.data.card import load_card
 from vtrlab.data.shards import MANIFEST, ClipRecord, write_shard
 from vtrlab.errors import ConfigError
@@ -220,6 +220,9 @@ def hash_split(split: str) -> int:
 
 def synth(out: str, size: str = "small", seed: int = 0, progress: Callable[[dict], None] | None = None) -> dict:
     """Write the synthetic benchmark's shards + manifest to ``out``; returns the manifest."""
+    if not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"--seed {seed!r}: expected an integer >= 0")
+    check_out(out)
     card = load_card("synthetic")
     data = generate(size, seed)
     store = storage.open_store(out)

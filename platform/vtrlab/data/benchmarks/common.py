@@ -68,6 +68,10 @@ def ann_path(card: DatasetCard, ann_dir: Path, role: str) -> Path:
     name = card.annotations.get(role)
     if name is None:
         raise ConfigError(f"card {card.name!r}: annotations.{role} is missing (the {card.parser_name} parser needs it)")
+    if name.startswith(("/", "~")) or "\\" in name or ".." in name.split("/") or (len(name) > 1 and name[1] == ":"):
+        raise ConfigError(
+            f"card {card.name!r}: annotations.{role}: {shown(name)}: expected a file name inside the annotations folder"
+        )
     p = ann_dir / name
     if not p.is_file():
         raise DataError(f"{p}: annotation file not found (card {card.name}, annotations.{role})")
@@ -135,7 +139,12 @@ def csv_rows(p: Path, required: list[str]) -> list[tuple[int, dict]]:
 def text_value(value: Any, where: str) -> str:
     """``value`` stripped if it is a non-empty string; else a DataError naming ``where`` and the value."""
     if not isinstance(value, str) or not value.strip():
-        kind = "an empty string" if isinstance(value, str) else f"{type(value).__name__} {shown(value)}"
+        if value is None:
+            kind = "null"
+        elif isinstance(value, str):
+            kind = "an empty string"
+        else:
+            kind = f"{type(value).__name__} {shown(value)}"
         raise DataError(f"{where}: expected a non-empty string, got {kind}")
     return value.strip()
 

@@ -19,13 +19,15 @@ class VideoIndex:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root).expanduser().resolve()  # absolute: Ray workers may run in another cwd
         if not self.root.is_dir():
-            raise DataError(f"{self.root}: videos folder not found")
+            raise DataError(f"{self.root}: videos folder not found (--videos)")
         self.by_rel: dict[str, str] = {}
         self.by_name: dict[str, str] = {}
         self.by_stem: dict[str, str] = {}
         for dirpath, _dirs, files in os.walk(self.root):
             for fn in sorted(files):
                 full = os.path.join(dirpath, fn)
+                if not os.path.isfile(full):  # a FIFO, socket or device would block or never end
+                    continue
                 rel = os.path.relpath(full, self.root).replace(os.sep, "/")
                 self.by_rel[rel] = full
                 self.by_name.setdefault(fn, full)
