@@ -10,6 +10,7 @@ loaders take a tokenizer, :mod:`vtrlab.text`), MLflow or the CLI. Public API::
     build(benchmark, annotations, videos, out, splits=None, *, executor="ray", strict_ids=False, ...) -> manifest
     synth(out, size="small", seed=0) -> manifest
     read_manifest(url) -> dict;  summary(url) -> dict;  write_contact_sheet(url, path)
+    summary.verify_shards(url, split=None) -> shards checked (sha256 and sample count against the manifest)
     make_train_loader(url, split, *, batch_size, num_frames, max_words, num_workers=0, rank=0,
                       world_size=1, seed=0, epoch_batches=None, ...)
     make_eval_loader(url, split, *, batch_size, num_frames, max_words, rank=0, world_size=1, ...)

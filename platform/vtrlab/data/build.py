@@ -295,7 +295,11 @@ def _resumable(store: storage.Store, st: object, shard: dict) -> bool:
     counts = [st.get(k) for k in ("samples", "videos", "captions", "bytes")]
     if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
         return False
-    if not isinstance(st.get("skipped"), list):
+    skipped = st.get("skipped")
+    if not isinstance(skipped, list) or not all(
+        isinstance(sk, dict) and isinstance(sk.get("video_id"), str) and isinstance(sk.get("reason"), str)
+        for sk in skipped
+    ):
         return False
     if st.get("path") is None:
         return st["samples"] == 0
@@ -313,14 +317,14 @@ def _refuse_empty_splits(card: DatasetCard, kept: dict[str, int], skipped: dict[
         gone = skipped.get(split) or []
         first = f"; first: {gone[0]['video_id']}: {gone[0]['reason']}" if gone else ""
         raise DataError(
-            shown_line(
+            _one_line(
                 f"{videos}: split {split!r}: no video kept (the card expects {spec.videos}; "
                 f"{len(gone)} skipped{first}); nothing committed"
             )
         )
 
 
-def shown_line(text: str, limit: int = 600) -> str:
+def _one_line(text: str, limit: int = 600) -> str:
     """``text`` on one line, cut after ``limit`` characters."""
     text = " ".join(text.split())
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
@@ -388,9 +392,11 @@ def build(
     results = runner(build_shard_task, todo, (store.spec(), task_opts), progress)
     frames = frames_manifest(opts["num_frames"], opts["stored_frames"], opts["fps"], opts["image_size"])
     man = assemble_manifest(card.name, card, opts, list(parsed), done + results, missing, extra={"frames": frames})
+    built = {k: man["splits"][k] for k in parsed}
     try:
-        _refuse_empty_splits(card, {k: man["splits"][k]["videos"] for k in parsed}, {
-            k: man["splits"][k]["skipped"] for k in parsed}, videos)  # fmt: skip
+        _refuse_empty_splits(
+            card, {k: v["videos"] for k, v in built.items()}, {k: v["skipped"] for k, v in built.items()}, videos
+        )
     except DataError:
         _discard_empty(store, out, results, existing)
         raise

@@ -22,6 +22,10 @@ Storing frames as separate JPEGs lets the loader decode only the frames it sampl
      "splits": {split: {"protocol", "samples", "videos", "captions", "expected": {"videos", "captions"},
                         "skipped": [{"video_id", "reason", "captions"}], "shards": [{"path", "samples", "videos",
                         "captions", "bytes", "sha256"}]}}}
+
+:func:`read_manifest` validates it (:class:`Manifest`): keys and types, counts that add up, shard paths
+relative and inside the dataset folder (no ``..``, absolute path, URL or link out of it), and a format
+version this vtrlab reads; a mismatch is a DataError naming the manifest's URL and the key.
 """
 
 from __future__ import annotations
