@@ -71,6 +71,19 @@ class RegressionOutcome:
         }
 
 
+def all_failed(suite: str, results: list[EntryResult]) -> str | None:
+    """Why the regression failed as a whole (every run of every entry failed: the first error of each
+    kind), or None when some run finished."""
+    if not results or any(r.finished for r in results):
+        return None
+    kinds: dict[str, list[str]] = {}
+    for result in results:
+        error = result.extra.get("error", "failed")
+        kinds.setdefault(error.split(":", 1)[0], []).append(f"{result.key}: {error}")
+    first = "; ".join(f"{group[0]} ({len(group)} entr{'y' if len(group) == 1 else 'ies'})" for group in kinds.values())
+    return f"regression {suite}: every run of {len(results)} entries failed: {first}"
+
+
 class RegressionRunner:
     """Runs one regression of a suite file (`verbose=False`: no Tune tables, no worker logs; `say` gets
     one line per step)."""
@@ -107,8 +120,6 @@ class RegressionRunner:
         started = time.perf_counter()
         uri = tracking_uri()
         check_tracking_server(uri)
-        tracker = Tracker(uri)
-        champions = tracking.find_champions(tracker, self.suite, self.source)  # before anything runs or is logged
         self.suite = self.suite.model_copy(
             update={"data": {b: self.suite.data_url(b) for b in self.suite.benchmark_names}}
         )
@@ -117,6 +128,8 @@ class RegressionRunner:
             train = self.suite.train_spec_of(entry, self.suite.seeds_of(entry)[0])
             url = self.suite.data[entry.benchmark]
             check_eval_gallery(manifests[entry.benchmark], url, train.eval_split, train.allow_missing, self.source)
+        tracker = Tracker(uri)
+        champions = tracking.find_champions(tracker, self.suite, self.source)  # before anything runs or is logged
         self.say(f"Ray: {connect(self.address, log_to_driver=self.verbose)}")
         if self.mode == TRAIN:
             self._check_resources()
@@ -150,16 +163,16 @@ class RegressionRunner:
                 )
                 self.say(f"writing the report to {self.out}")
                 paths = write_report(self.out, header, results)
-                tracking.finish_run(tracker, parent_id, self.suite.metric, results, paths, wall)
+                failed = all_failed(self.suite.name, results)
+                tracking.finish_run(tracker, parent_id, self.suite.metric, results, paths, wall, failed)
         except BaseException as err:
             reason = "interrupted (SIGINT/SIGTERM)" if isinstance(err, KeyboardInterrupt) else one_line(err)
             tracker.end_run(parent_id, RunState.FAILED, error=reason)
             with suppress(Exception):  # else `vtrlab reconcile` closes them: their parent has ended
                 close_children(tracker, parent_id, f"the regression stopped: {reason}")
             raise
-        if results and all(not r.finished for r in results):
-            errors = "; ".join(f"{r.key}: {r.extra.get('error', 'failed')}" for r in results)
-            raise RunsFailedError(f"regression {self.suite.name}: every run failed ({errors})")
+        if failed:
+            raise RunsFailedError(failed)
         return RegressionOutcome(
             self.suite.name,
             self.mode,
