@@ -282,6 +282,13 @@ SUITES = [
     suite("unknown-backbone", at("backbone", "ViT-Nope-99"), "ViT-Nope-99"),
     suite("data-folder-missing", at("data", {"synthetic": "/nonexistent/shards"}), "/nonexistent/shards"),
     suite("manifest-not-json", with_data(data_folder("[")), "manifest.json"),
+    BadInput(
+        "suite-out-not-writable",
+        lambda d: ["regress", str(SUITE), "--out", "/dev/null/report"],
+        "--out",
+        leftover=leftovers,
+    ),
+    BadInput("suite-out-a-file", lambda d: ["regress", str(SUITE), "--out", str(QUICKSTART)], "--out"),
 ]
 
 TRAIN_OPTIONS = [
@@ -304,6 +311,13 @@ TRAIN_OPTIONS = [
     train("data-empty-folder", lambda f: ["--data", data_folder(None)(f)], "shards"),
     train("manifest-corrupt", lambda f: ["--data", data_folder("{")(f)], "manifest.json"),
     train("manifest-without-split", lambda f: ["--data", data_folder(GOOD_MANIFEST)(f)], "'test'"),
+    train("eval-split-unknown", lambda f: ["--data", data_folder(GOOD_MANIFEST)(f), "--eval-split", "nope"], "'nope'"),
+    train("train-split-unknown", lambda f: ["--data", data_folder(GOOD_MANIFEST)(f), "--train-split", "val"], "'val'"),
+    BadInput(
+        "train-mv-max-frames-below-data",
+        lambda d: ["train", "--benchmark", "synthetic", "--method", "mv-adapter", "--set", "max_frames=2"],
+        "max_frames",
+    ),
     train("storage-not-writable", ["--storage", "/dev/null/ckpt"], "/dev/null/ckpt"),
     train("unknown-option", ["--colour", "red"], "--colour"),
     BadInput("train-unknown-method", lambda d: ["train", "--benchmark", "synthetic", "--method", "magic"], "--method"),

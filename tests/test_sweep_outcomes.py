@@ -96,3 +96,29 @@ def test_a_regression_whose_every_run_failed_names_the_first_error_of_each_kind(
         "c: ConfigError: width (1 entry)"
     )
     assert all_failed("nightly", [entry("a", "DataError: shard 3"), entry("b", None)]) is None
+
+
+def worker_group_error(*errors: BaseException):
+    """What Ray Train raises when its workers fail: each worker's error wrapped with its traceback."""
+    from ray.train.v2._internal.exceptions import UserExceptionWithTraceback
+    from ray.train.v2.api.exceptions import WorkerGroupError
+
+    failures = {rank: UserExceptionWithTraceback(err, f"Traceback ...\n{err!r}") for rank, err in enumerate(errors)}
+    return WorkerGroupError("training failed", failures)
+
+
+def test_a_workers_bad_input_error_is_not_restarted_and_comes_back_as_itself():
+    from ray.train import FailureConfig
+    from ray.train.v2._internal.execution.failure_handling import FailureDecision
+
+    from vtrlab.train.runner import UserErrorsAreFinal
+    from vtrlab.train.tracked import one_line, user_error
+
+    corrupt = DataError("s3://data/synthetic/train-00003.tar: not a tar archive")
+    failed = worker_group_error(corrupt, corrupt)
+    assert UserErrorsAreFinal(FailureConfig(max_failures=2)).make_decision(failed) == FailureDecision.RAISE
+    assert user_error(failed) is corrupt
+    assert one_line(failed) == "DataError: s3://data/synthetic/train-00003.tar: not a tar archive"
+    transient = worker_group_error(RuntimeError("NCCL timeout"))
+    assert UserErrorsAreFinal(FailureConfig(max_failures=2)).make_decision(transient) == FailureDecision.RETRY
+    assert user_error(transient) is None and user_error(worker_group_error(StorageError("s3 503"))) is None
