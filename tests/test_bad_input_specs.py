@@ -83,9 +83,27 @@ def sweep(id: str, edit: Edit, culprit: str, code: int = 2, extra: tuple[str, ..
     return BadInput(id, lambda d: ["sweep", str(write(d)), *extra], culprit, code, leftovers)
 
 
-def suite(id: str, edit: Edit, culprit: str, code: int = 2) -> BadInput:
+def suite(id: str, edit: Edit, culprit: str, code: int = 2, champion: bool = False) -> BadInput:
+    """A mutated regression suite; `champion`: the registry has the champion it compares with (a suite
+    whose benchmark has none is refused before its data is read, exit 3)."""
     write = mutated(SUITE, edit, "suite.yaml")
-    return BadInput(f"suite-{id}", lambda d: ["regress", str(write(d))], culprit, code, leftovers)
+
+    def argv(folder: Path) -> list[str]:
+        if champion:
+            register_champion(folder)
+        return ["regress", str(write(folder))]
+
+    return BadInput(f"suite-{id}", argv, culprit, code, leftovers)
+
+
+def register_champion(folder: Path, model: str = "vtrlab-synthetic-vtr-tiny") -> None:
+    """A champion version of `model` in the case's MLflow store (no run: the corpus counts runs)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{store(folder)}")
+    client.create_registered_model(model)
+    version = client.create_model_version(model, source=str(folder / "adapter"))
+    client.set_registered_model_alias(model, "champion", version.version)
 
 
 def train(id: str, options: list[str] | Callable[[Path], list[str]], culprit: str, code: int = 2) -> BadInput:
@@ -280,8 +298,12 @@ SUITES = [
     suite("entry-max-frames-below-data", at("entries.0.knobs.max_frames", 2), "max_frames"),
     suite("weights-file-missing", at("weights", "/nonexistent/w.safetensors"), "/nonexistent/w.safetensors"),
     suite("unknown-backbone", at("backbone", "ViT-Nope-99"), "ViT-Nope-99"),
-    suite("data-folder-missing", at("data", {"synthetic": "/nonexistent/shards"}), "/nonexistent/shards"),
-    suite("manifest-not-json", with_data(data_folder("[")), "manifest.json"),
+    suite("no-champion", lambda d, f: None, "champion", code=3),
+    suite(
+        "data-folder-missing", at("data", {"synthetic": "/nonexistent/shards"}), "/nonexistent/shards", champion=True
+    ),
+    suite("manifest-not-json", with_data(data_folder("[")), "manifest.json", champion=True),
+    suite("manifest-without-split", with_data(data_folder(GOOD_MANIFEST)), "'test'", champion=True),
     BadInput(
         "suite-out-not-writable",
         lambda d: ["regress", str(SUITE), "--out", "/dev/null/report"],

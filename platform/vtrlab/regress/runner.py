@@ -135,6 +135,8 @@ class RegressionRunner:
         started = time.perf_counter()
         uri = tracking_uri()
         check_tracking_server(uri)
+        tracker = Tracker(uri)
+        champions = tracking.find_champions(tracker, self.suite, self.source)  # before anything runs or is logged
         self.suite = self.suite.model_copy(
             update={"data": {b: self.suite.data_url(b) for b in self.suite.benchmark_names}}
         )
@@ -143,8 +145,6 @@ class RegressionRunner:
             train = self.suite.train_spec_of(entry, self.suite.seeds_of(entry)[0])
             url = self.suite.data[entry.benchmark]
             check_eval_gallery(manifests[entry.benchmark], url, train.eval_split, train.allow_missing, self.source)
-        tracker = Tracker(uri)
-        champions = tracking.find_champions(tracker, self.suite, self.source)  # before anything runs or is logged
         self.say(f"Ray: {connect(self.address, log_to_driver=self.verbose)}")
         if self.mode == TRAIN:
             self._check_resources()
