@@ -85,7 +85,7 @@ def test_a_per_benchmark_method_knob_override_takes_effect(tmp_path):
         (lambda d: d.update(benchmarks=["msr-vtt"]), r"spec.yaml: benchmarks: unknown benchmark 'msr-vtt'.*msrvtt"),
         (
             lambda d: d["methods"]["rap"]["search"].update(sparsity={"float": [0.9, 0.2]}),
-            r"methods.rap.search.sparsity: Value error, empty or inverted range \[0.9, 0.2\]",
+            r"methods.rap.search.sparsity: empty or inverted range \[0.9, 0.2\]",
         ),
         (lambda d: d["methods"]["rap"]["search"].update(rank={"int": [4, 4]}), r"empty or inverted range \[4, 4\]"),
         (

@@ -94,24 +94,53 @@ def _terminate(signum: int, frame) -> None:
     raise KeyboardInterrupt  # SIGTERM (e.g. `vtrlab jobs stop`) ends a command as Ctrl+C does: runs closed
 
 
+MAX_ERROR_LINE = 900  # characters of the one error line (a value in it is cut long before)
+
+
+def error_line(message: str, limit: int = MAX_ERROR_LINE) -> str:
+    """A (possibly multi-line) error message as one bounded line: later lines that repeat the first one's
+    `source: ` prefix lose it, lines are joined with "; "."""
+    lines = [line.strip() for line in str(message).splitlines() if line.strip()] or ["(no message)"]
+    source = lines[0].split(": ", 1)[0] + ": " if ": " in lines[0] else None
+    rest = [line[len(source) :] if source and line.startswith(source) else line for line in lines[1:]]
+    text = "; ".join([lines[0], *rest])
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def _quiet_store_setup() -> None:
+    """MLflow announces creating and migrating a local SQL store on stderr: not a line the user must read."""
+    import logging
+
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
 def main() -> None:
-    """Console-script entry point: vtrlab's errors as one line and their exit code."""
-    import click
+    """Console-script entry point: vtrlab's errors and usage errors as one line and their exit code; an
+    unexpected error keeps its traceback (exit 1)."""
+    from typer._click.exceptions import ClickException  # typer's vendored click: the one it raises
 
     signal.signal(signal.SIGTERM, _terminate)
+    _quiet_store_setup()
     console = Console(stderr=True, soft_wrap=True)
+
+    def error(message: str) -> None:
+        console.print(f"[bold red]error:[/] {escape(error_line(message))}", highlight=False)
+
     try:
         code = app(standalone_mode=False)  # click leaves errors and interrupts to us: their exit codes are ours
         sys.exit(code if isinstance(code, int) else 0)
-    except click.ClickException as err:  # usage errors: click's own message, exit 2
-        err.show()
+    except ClickException as err:  # usage errors (an unknown or malformed option): one line, exit 2
+        ctx = getattr(err, "ctx", None)
+        where = f"vtrlab {' '.join(ctx.command_path.split()[1:])}".strip() if ctx is not None else "vtrlab"
+        error(f"{where}: {err.format_message()} (see `{where} --help`)")
         sys.exit(err.exit_code)
-    except click.exceptions.Exit as err:
+    except typer.Exit as err:
         sys.exit(err.exit_code)
     except VtrlabError as err:
-        console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False)
+        error(str(err))
         sys.exit(err.exit_code)
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except (KeyboardInterrupt, typer.Abort):
         console.print("[bold red]interrupted[/] (runs were ended FAILED; a sweep continues with --resume)")
         sys.exit(130)
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from vtrlab.config import shown
 from vtrlab.errors import ConfigError
 
 
@@ -21,11 +22,12 @@ def parse_assignments(items: Iterable[str] | None, option: str = "--set") -> dic
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ConfigError(f"{option} {item!r}: expected key=value")
+            raise ConfigError(f"{option} {shown(item)}: expected key=value")
         try:
             values[key] = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{option} {item!r}: cannot read the value ({err})") from err
+        except (yaml.YAMLError, ValueError, RecursionError) as err:  # ValueError: e.g. a 5000-digit number
+            problem = " ".join(str(err).split())
+            raise ConfigError(f"{option} {shown(item)}: cannot read the value of {key} ({shown(problem)})") from None
     return values
 
 

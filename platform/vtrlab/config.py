@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -50,13 +51,15 @@ def format_validation_error(err: ValidationError, source: str) -> str:
     """One line per problem: `source: key.path: message (got value)`, values cut to a few hundred chars."""
     lines = []
     for item in err.errors()[:20]:
-        key = ".".join(str(part) for part in item["loc"]) or "<root>"
+        key = ".".join(str(part) for part in item["loc"])
+        where = f"{source}: {key}" if key else source
         got = item.get("input")
         if item["type"] == "extra_forbidden":
-            lines.append(f"{source}: {key}: unknown key")
+            lines.append(f"{where}: unknown key")
             continue
-        detail = f" (got {shown(got)})" if item["type"] != "missing" and not isinstance(got, dict) else ""
-        lines.append(f"{source}: {key}: {item['msg']}{detail}")
+        plain = item["type"] in ("missing", "value_error") or isinstance(got, dict)  # the message says it all
+        detail = "" if plain else f" (got {shown(got)})"
+        lines.append(f"{where}: {item['msg'].removeprefix('Value error, ')}{detail}")
     if len(err.errors()) > 20:
         lines.append(f"{source}: ... and {len(err.errors()) - 20} more problems")
     return "\n".join(lines)
@@ -87,6 +90,22 @@ class _NoAliasLoader(yaml.SafeLoader):
             )
         return super().compose_node(parent, index)
 
+    def construct_mapping(self, node, deep=False):  # type: ignore[override]
+        """A key given twice is an error, not the last one silently winning."""
+        if isinstance(node, yaml.MappingNode):
+            self.flatten_mapping(node)
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                if not isinstance(key, Hashable):
+                    continue  # PyYAML names an unhashable key itself
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {shown(key)} is given twice in one mapping", key_node.start_mark
+                    )
+                seen.add(key)
+        return super().construct_mapping(node, deep)
+
 
 def parse_yaml(text: str, source: str) -> Any:
     """Parse YAML text (safe: plain data only, no aliases); errors name `source` and the line."""
@@ -94,6 +113,8 @@ def parse_yaml(text: str, source: str) -> Any:
         raise ConfigError(f"{source}: {len(text)} bytes is larger than the {MAX_YAML_BYTES} a vtrlab file may be")
     try:
         return yaml.load(text, Loader=_NoAliasLoader)
+    except RecursionError:
+        raise ConfigError(f"{source}: not valid YAML (nested too deeply)") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""

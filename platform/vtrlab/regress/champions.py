@@ -97,6 +97,7 @@ def evaluate_all(suite: Suite, plans: list[EvalPlan], tracking_uri: str) -> dict
         try:
             results[benchmark] = ray.get(ref)
         except Exception as err:  # a failed evaluation is that entry's verdict, not the end of the run
-            cause = getattr(err, "cause", None) or err
-            results[benchmark] = {"error": f"{type(cause).__name__}: {cause}"}
+            from vtrlab.train.tracked import one_line
+
+            results[benchmark] = {"error": one_line(err)}  # the task's own error, not Ray's wrapper, bounded
     return results

@@ -11,6 +11,7 @@ seed) tagged like a sweep trial (method, benchmark, backbone) plus `seed`. The r
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import time
 import uuid
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vtrlab.errors import RunsFailedError
+from vtrlab.errors import ConfigError, RunsFailedError
 from vtrlab.paths import vtrlab_home
 from vtrlab.regress import tracking
 from vtrlab.regress.baselines import EntryResult, champion_baseline, earlier_runs, judge, previous_baseline
@@ -71,6 +72,31 @@ class RegressionOutcome:
         }
 
 
+def check_writable_folder(path: Path, source: str) -> None:
+    """Refuse, before anything runs, a report folder that could not be written at the end: a file in its
+    place, or a nearest existing parent that is not a writable folder (nothing is created here)."""
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing == path and not path.is_dir():
+        raise ConfigError(f"{source}: {path} is a file, not a folder")
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{source}: {path} cannot be created ({existing} is not a writable folder)")
+
+
+def all_failed(suite: str, results: list[EntryResult]) -> str | None:
+    """Why the regression failed as a whole (every run of every entry failed: the first error of each
+    kind), or None when some run finished."""
+    if not results or any(r.finished for r in results):
+        return None
+    kinds: dict[str, list[str]] = {}
+    for result in results:
+        error = result.extra.get("error", "failed")
+        kinds.setdefault(error.split(":", 1)[0], []).append(f"{result.key}: {error}")
+    first = "; ".join(f"{group[0]} ({len(group)} entr{'y' if len(group) == 1 else 'ies'})" for group in kinds.values())
+    return f"regression {suite}: every run of {len(results)} entries failed: {first}"
+
+
 class RegressionRunner:
     """Runs one regression of a suite file (`verbose=False`: no Tune tables, no worker logs; `say` gets
     one line per step)."""
@@ -97,6 +123,8 @@ class RegressionRunner:
         if self.work_dir.exists():  # two runs in the same second
             self.work_dir = self.work_dir.with_name(f"{self.stamp}-{uuid.uuid4().hex[:6]}")
         self.out = Path(out).expanduser() if out else self.work_dir
+        if out:
+            check_writable_folder(self.out, "vtrlab regress --out")
         self.run_key = f"regression/{self.suite.name}/{self.work_dir.name}/{uuid.uuid4().hex[:8]}"
 
     def run(self) -> RegressionOutcome:
@@ -150,16 +178,16 @@ class RegressionRunner:
                 )
                 self.say(f"writing the report to {self.out}")
                 paths = write_report(self.out, header, results)
-                tracking.finish_run(tracker, parent_id, self.suite.metric, results, paths, wall)
+                failed = all_failed(self.suite.name, results)
+                tracking.finish_run(tracker, parent_id, self.suite.metric, results, paths, wall, failed)
         except BaseException as err:
             reason = "interrupted (SIGINT/SIGTERM)" if isinstance(err, KeyboardInterrupt) else one_line(err)
             tracker.end_run(parent_id, RunState.FAILED, error=reason)
             with suppress(Exception):  # else `vtrlab reconcile` closes them: their parent has ended
                 close_children(tracker, parent_id, f"the regression stopped: {reason}")
             raise
-        if results and all(not r.finished for r in results):
-            errors = "; ".join(f"{r.key}: {r.extra.get('error', 'failed')}" for r in results)
-            raise RunsFailedError(f"regression {self.suite.name}: every run failed ({errors})")
+        if failed:
+            raise RunsFailedError(failed)
         return RegressionOutcome(
             self.suite.name,
             self.mode,

@@ -105,11 +105,18 @@ def log_evaluation(
 
 
 def finish_run(
-    tracker: Tracker, run_id: str, metric: str, results: list[EntryResult], report: dict[str, Path], wall: float
+    tracker: Tracker,
+    run_id: str,
+    metric: str,
+    results: list[EntryResult],
+    report: dict[str, Path],
+    wall: float,
+    failed: str | None = None,
 ) -> None:
     """Per entry: each seed's value (step = seed index), `_mean`, `_std`, `allowed_drop`, the baselines and
     `verdict` (1 not regressed, 0 regressed or failed), a `verdict.<entry>` tag; the overall `verdict` tag,
-    the report files under `report/`; then the run is FINISHED."""
+    the report files under `report/`; then the run is FINISHED, or FAILED with `failed` as its error when
+    every run failed."""
     summary: dict[str, float] = {"wall_seconds": wall}
     for r in results:
         summary[f"{r.key}.verdict"] = 0.0 if r.verdict in NOT_OK else 1.0
@@ -126,4 +133,7 @@ def finish_run(
     tracker.set_tags(run_id, {**{f"verdict.{r.key}": r.verdict for r in results}, "verdict": overall(results)})
     for path in report.values():
         tracker.log_file(run_id, path, "report")
-    tracker.end_run(run_id, RunState.FINISHED)
+    if failed:
+        tracker.end_run(run_id, RunState.FAILED, error=failed)
+    else:
+        tracker.end_run(run_id, RunState.FINISHED)

@@ -155,21 +155,26 @@ class SweepRunner:
     def _pair(benchmark: str, method: str) -> str:
         return f"{benchmark_label(benchmark)}__{method}"
 
+    def _resumed(self) -> tuple[Ledger, dict[str, Any]]:
+        """(ledger, state) of the sweep `--resume` continues; a ConfigError when there is none or the spec
+        changed since (checked before anything starts)."""
+        run = self._latest()
+        state = run.get(STATE) if run else None
+        if run is None or not state:
+            raise ConfigError(f"{self.source}: nothing to resume (no sweep state at {self.ledger.url})")
+        if state.get("fingerprint") != self.spec.fingerprint():
+            changed = changed_keys(state.get("spec", {}), self.spec.model_dump(mode="json", by_alias=True))
+            raise ConfigError(
+                f"{self.source}: the spec changed since the interrupted sweep ({', '.join(changed[:12])}); "
+                "resuming would mix two experiments: undo the change, or run without --resume to start a "
+                f"new sweep (the interrupted one is kept at {run.url})"
+            )
+        return run, state
+
     def _open_state(self) -> tuple[Ledger, dict[str, Any]]:
         """(this sweep's ledger, its state): the latest one on resume, checked against the spec; else new."""
         if self.resume:
-            run = self._latest()
-            state = run.get(STATE) if run else None
-            if not state:
-                raise ConfigError(f"{self.source}: nothing to resume (no sweep state at {self.ledger.url})")
-            if state.get("fingerprint") != self.spec.fingerprint():
-                changed = changed_keys(state.get("spec", {}), self.spec.model_dump(mode="json", by_alias=True))
-                raise ConfigError(
-                    f"{self.source}: the spec changed since the interrupted sweep ({', '.join(changed[:12])}); "
-                    "resuming would mix two experiments: undo the change, or run without --resume to start a "
-                    f"new sweep (the interrupted one is kept at {run.url})"
-                )
-            return run, state
+            return self._resumed()
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"-{time.time_ns() % 1000000:06d}"
         run = self.ledger.child(stamp)
         state = {
@@ -201,6 +206,8 @@ class SweepRunner:
         from vtrlab.cluster import connect
 
         started = time.perf_counter()
+        if self.resume:
+            self._resumed()  # refused before the data is read: nothing to resume, or a changed spec
         uri, manifests = self.preflight()
         self.say(f"Ray: {connect(self.address, log_to_driver=self.verbose)}")
         check_resources(self.spec, self.source)

@@ -7,16 +7,19 @@ description and default), so a field added to the spec is an option without bein
 from __future__ import annotations
 
 import inspect
+import re
 import types
 import typing
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
 from vtrlab.cli_common import parse_assignments, print_json
-from vtrlab.config import TrainSpec
+from vtrlab.config import TrainSpec, shown
+from vtrlab.errors import ConfigError
 
 OPTION_TYPES = (int, float, str, bool)
 
@@ -32,6 +35,25 @@ def metrics_table(title: str, metrics: dict[str, float]) -> Table:
             *(f"{metrics.get(f'{direction}_{k}', float('nan')):.1f}" for k in ("R1", "R5", "R10", "MdR", "MnR")),
         )
     return table
+
+
+def option_name(field: str) -> str:
+    """The option of a TrainSpec field (`--set` for the knobs)."""
+    return "--set" if field == "knobs" else f"--{field.replace('_', '-')}"
+
+
+def option_errors(err: ValidationError) -> str:
+    """A TrainSpec validation error in the options' words: `vtrlab train: --epochs: ... (got -1)`."""
+    fields = re.compile(r"\b(" + "|".join(sorted(TrainSpec.model_fields, key=len, reverse=True)) + r")\b")
+    problems = []
+    for item in err.errors():
+        where = option_name(str(item["loc"][0])) if item["loc"] else None
+        message = item["msg"].removeprefix("Value error, ")
+        if where is None:  # a rule across fields: name the options in the message
+            message = fields.sub(lambda m: option_name(m.group(1)), message)
+        got = f" (got {shown(item['input'])})" if where and item["type"] not in ("missing", "value_error") else ""
+        problems.append(f"{where + ': ' if where else ''}{message}{got}")
+    return "vtrlab train: " + "; ".join(problems)
 
 
 def _option_type(annotation: Any) -> type:
@@ -88,14 +110,25 @@ def train_command(**options: Any) -> None:
     """Train METHOD on BENCHMARK with Ray Train; every epoch is evaluated, checkpointed and logged to MLflow.
 
     Exit codes: 0 finished, 2 bad input, 4 the run failed, 130 interrupted."""
-    from vtrlab.config import validate_model
+    from vtrlab.model.methods import list_methods, parse_knobs
     from vtrlab.paths import default_data_url
     from vtrlab.train.driver import train
 
     fields = {name: options[name] for name in TrainSpec.model_fields if options.get(name) is not None}
-    fields["knobs"] = parse_assignments(options["set_"])
-    fields.setdefault("data", default_data_url(fields["benchmark"]))
-    spec = validate_model(TrainSpec, fields, "vtrlab train")
+    if fields["method"] not in list_methods():
+        raise ConfigError(
+            f"vtrlab train --method: unknown method {shown(fields['method'])}; allowed: {', '.join(list_methods())}"
+        )
+    fields["knobs"] = parse_knobs(fields["method"], parse_assignments(options["set_"]), source="vtrlab train --set")
+    if "data" not in fields:
+        try:
+            fields["data"] = default_data_url(fields["benchmark"])
+        except ConfigError as err:
+            raise ConfigError(f"vtrlab train --benchmark: {err}") from None
+    try:
+        spec = TrainSpec.model_validate(fields)
+    except ValidationError as err:
+        raise ConfigError(option_errors(err)) from None
     outcome = train(spec, experiment=options["experiment"], address=options["address"], storage=options["storage"])
     if options["json_output"]:
         print_json(outcome)

@@ -13,7 +13,13 @@ from vtrlab.tracking.client import Tracker
 from vtrlab.tracking.lifecycle import Heartbeat
 from vtrlab.tracking.provenance import provenance_params
 from vtrlab.tracking.store import check_tracking_server, tracking_uri
-from vtrlab.train.preflight import check_cluster_fits, check_data_readable, check_eval_gallery, trial_shape
+from vtrlab.train.preflight import (
+    check_cluster_fits,
+    check_data_readable,
+    check_eval_gallery,
+    check_storage_writable,
+    trial_shape,
+)
 from vtrlab.train.tracked import RunIdentity, one_line, open_run, run_tags, run_tracked
 
 
@@ -30,6 +36,8 @@ def train(
 
     spec = spec.resolved()
     check_backbone(spec.backbone, spec.weights, "vtrlab train")
+    if storage:
+        check_storage_writable(storage, "vtrlab train --storage")
     uri = tracking_uri()
     check_tracking_server(uri)
     manifest = check_data_readable(

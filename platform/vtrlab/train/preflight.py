@@ -210,7 +210,7 @@ def check_storage_writable(url: str, source: str) -> None:
         store.delete(key)
     except (StorageError, OSError) as err:
         raise StorageError(
-            f"{source}: storage {url} is not writable ({err}); the sweep's state and checkpoints go there: fix "
+            f"{source}: storage {url} is not writable ({err}); checkpoints (and a sweep's state) go there: fix "
             "its permissions or give another (--storage)"
         ) from None
 

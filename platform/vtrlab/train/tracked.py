@@ -75,7 +75,8 @@ def run_params(spec: TrainSpec) -> dict[str, str]:
 
 
 def root_cause(err: BaseException) -> BaseException:
-    """The innermost error: through Ray's task wrappers and Ray Train's worker-group failures."""
+    """The innermost error: through Ray's task wrappers (`cause`), Ray Train's worker-group and controller
+    failures, and the wrapper that carries a worker's exception with its traceback (`_base_exc`)."""
     seen = 0
     while seen < 10:
         seen += 1
@@ -83,7 +84,11 @@ def root_cause(err: BaseException) -> BaseException:
         if failures:
             err = next(iter(failures.values()))
             continue
-        inner = getattr(err, "cause", None) or getattr(err, "controller_failure", None)
+        inner = (
+            getattr(err, "cause", None)
+            or getattr(err, "controller_failure", None)
+            or getattr(err, "_base_exc", None)  # ray.train.v2's UserExceptionWithTraceback
+        )
         if isinstance(inner, BaseException) and inner is not err:
             err = inner
             continue

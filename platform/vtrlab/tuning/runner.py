@@ -8,9 +8,10 @@ from what its MLflow run logged (not from Tune's iteration counter, which restar
 - FINISHED: it logged every epoch (a trial that did, but whose driver died before closing the run, is
   closed here, its adapter uploaded from the last checkpoint);
 - KILLED: ASHA stopped it; tagged `asha_stopped: after epoch N (rung R)`;
-- FAILED: it raised on every attempt (`trial_retries` + 1), tagged with the error; a trial that never got
-  a run gets one, so nothing goes missing; runs left RUNNING by trials Tune never recorded (created after
-  its last snapshot, before the driver died) are closed FAILED as lost.
+- FAILED: it raised on every attempt (`trial_retries` + 1; once for vtrlab's own bad-input errors, which
+  no retry fixes), tagged with the error; a trial that never got a run gets one, so nothing goes missing;
+  runs left RUNNING by trials Tune never recorded (created after its last snapshot, before the driver
+  died) are closed FAILED as lost.
 
 SIGINT and SIGTERM stop the experiment gracefully (Tune saves its state); the interrupted trials' runs end
 FAILED ("interrupted") and `Interrupted` is raised; a resume sets them RUNNING again and continues them.
@@ -28,10 +29,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from vtrlab.config import TrainSpec
-from vtrlab.errors import ArtifactError, Interrupted
+from vtrlab.errors import ArtifactError, Interrupted, VtrlabError
 from vtrlab.storage import checkpoint_directory
 from vtrlab.tracking.client import Tracker
-from vtrlab.tracking.records import TAG_STOPPED, RunState
+from vtrlab.tracking.records import TAG_ERROR, TAG_STOPPED, RunState
 from vtrlab.train.tracked import (
     TAG_CHECKPOINTS,
     RunIdentity,
@@ -40,6 +41,7 @@ from vtrlab.train.tracked import (
     one_line,
     run_tracked,
     start_run,
+    user_error,
 )
 from vtrlab.tuning.ledger import Ledger
 
@@ -125,15 +127,22 @@ def tune_trial(config: dict[str, Any], factory: TrialFactory, tracking_uri: str,
 
     started_at = time.time()
     trial_id = ray.tune.get_context().get_trial_id()
-    run_tracked(
-        factory.spec(config),
-        identity_of(factory, config, trial_id),
-        tracking_uri=tracking_uri,
-        storage_path=storage_path,
-        trainer_name=f"train-{trial_id}",
-        in_tune=True,
-        started_at=started_at,
-    )
+    try:
+        run_tracked(
+            factory.spec(config),
+            identity_of(factory, config, trial_id),
+            tracking_uri=tracking_uri,
+            storage_path=storage_path,
+            trainer_name=f"train-{trial_id}",
+            in_tune=True,
+            started_at=started_at,
+        )
+    except VtrlabError as err:
+        if user_error(err) is None or isinstance(err, ArtifactError):
+            raise  # a StorageError, an adapter upload that broke off: worth Tune's retries
+        # vtrlab's own bad-input error (a corrupt shard, a wrong knob): another attempt would fail alike, so
+        # the trial ends here without retries; its run is FAILED with the error, which `_account` reads
+        return
 
 
 def identity_of(factory: TrialFactory, config: dict[str, Any], trial_id: str) -> RunIdentity:
@@ -283,10 +292,14 @@ def _account(job: TuneJob, tracker: Tracker, results, scheduler) -> tuple[list[T
         outcome = TrialOutcome(trial_id, run_id, RunState.FINISHED, epochs, expected, metrics, config)
         outcome.benchmark, outcome.method = spec.benchmark, spec.method
         outcome.checkpoint = str(checkpoint) if checkpoint else None
+        record = tracker.run(run_id)
         if status == "ERROR":
             outcome.state = RunState.FAILED
             outcome.error = one_line(result.error) if result.error else "the trial failed without an error"
             tracker.end_run(run_id, RunState.FAILED, error=outcome.error)
+        elif record.status == RunState.FAILED:  # a bad-input error, not retried (`tune_trial`)
+            outcome.state = RunState.FAILED
+            outcome.error = record.tags.get(TAG_ERROR) or "the trial failed without an error"
         elif epochs >= expected:
             _finish(tracker, run_id, job, trial_id)
         else:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from vtrlab.config import shown
 from vtrlab.errors import ConfigError
 
 if TYPE_CHECKING:  # importing the encoder at run time would create an import cycle
@@ -127,7 +128,7 @@ def parse_knobs(name: str, values: Mapping[str, Any] | None = None, source: str 
     unknown = sorted(set(values) - set(entry.knobs.model_fields))
     if unknown:
         allowed = ", ".join(entry.knobs.model_fields) or "none"
-        raise ConfigError(f"{source}: unknown knob(s) {unknown} for method {name!r}; allowed: {allowed}")
+        raise ConfigError(f"{source}: unknown knob(s) {shown(unknown)} for method {name!r}; allowed: {allowed}")
     try:
         return entry.knobs(**values)
     except ValidationError as err:
@@ -135,5 +136,5 @@ def parse_knobs(name: str, values: Mapping[str, Any] | None = None, source: str 
         for item in err.errors():
             key = ".".join(str(part) for part in item["loc"]) or "knobs"
             detail = describe_knob(entry.knobs, key) if key in entry.knobs.model_fields else ""
-            problems.append(f"{key}={item.get('input')!r}: {item['msg']}" + (f" [{detail}]" if detail else ""))
+            problems.append(f"{key}={shown(item.get('input'))}: {item['msg']}" + (f" [{detail}]" if detail else ""))
         raise ConfigError(f"{source}: invalid knob(s) for method {name!r}: " + "; ".join(problems)) from None
