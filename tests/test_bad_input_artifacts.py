@@ -347,6 +347,28 @@ def test_pull_refuses_broken_artifacts(broken: Broken, store, tmp_path, capsys):
     check(pull_broken(store, broken), tmp_path, capsys)
 
 
+SEARCHED = [
+    "config-json-string",
+    "format-version-future",
+    "weights-all-nan",
+    "weights-file-dotdot",
+    "evaluation-missing",
+]
+
+
+@pytest.mark.parametrize("broken", [b for b in BROKEN if b.id in SEARCHED], ids=str)
+def test_search_refuses_broken_artifacts(broken: Broken, store, tmp_path, capsys):
+    """`vtrlab search --model` pulls into its cache the same way: refused before any shard is read."""
+    pulled = pull_broken(store, broken)
+
+    def argv(folder: Path) -> list[str]:
+        model = pulled.argv(folder)[1]
+        return ["search", "--model", model, "--shards", str(folder / "no-shards"), "--query", "a red square"]
+
+    check(BadInput(f"search-{broken.id}", argv, pulled.culprit), tmp_path, capsys)
+    assert not list((tmp_path / "home").rglob("*.pull-*")), "a partial pull left in the cache"
+
+
 # ---- registered versions whose artifact is not an adapter folder ----------------------------------------
 def deleted_artifact(store: dict, folder: Path, model: str) -> None:
     shutil.rmtree(register(store, model, broken_copy(store, folder, Broken("intact", print, ""))))

@@ -19,6 +19,10 @@ from vtrlab.hub.reference import ModelReference, resolve_version
 from vtrlab.hub.verify import verify_backbone
 
 if TYPE_CHECKING:
+    from torch import nn
+
+    from vtrlab.model.adapter_config import AdapterConfig
+    from vtrlab.model.backbone import BackboneInfo
     from vtrlab.model.dual_encoder import VideoTextDualEncoder
     from vtrlab.tracking.client import Tracker
     from vtrlab.tracking.records import VersionRecord
@@ -124,8 +128,11 @@ def pull_version(
         try:
             config = read_adapter_config(directory)
         except ArtifactError as err:
-            raise ArtifactError(f"{origin}: {err}") from err
-        checksum = verify_checksum(directory, config, origin)
+            raise ArtifactError(f"{origin}: {_in_artifact(str(err), directory)}") from None
+        try:
+            checksum = verify_checksum(directory, config, origin)
+        except ArtifactError as err:
+            raise ArtifactError(_in_artifact(str(err), directory)) from None
         backbone = verify_backbone(config, weights, origin)
         encoder = _loaded(directory, config, backbone, origin)
         pulled = PulledAdapter(
@@ -165,7 +172,9 @@ def version_metrics(tags: dict[str, str]) -> dict[str, float]:
     return metrics
 
 
-def _loaded(directory: Path, config, backbone, origin: str) -> VideoTextDualEncoder:
+def _loaded(
+    directory: Path, config: AdapterConfig, backbone: tuple[nn.Module, BackboneInfo], origin: str
+) -> VideoTextDualEncoder:
     """The recorded method built on the verified backbone with the adapter loaded (knobs, tensor names,
     shapes, finite values, evaluation settings): a pull never hands over an adapter that cannot load."""
     from vtrlab.model.adapter_config import cut
@@ -177,7 +186,13 @@ def _loaded(directory: Path, config, backbone, origin: str) -> VideoTextDualEnco
         encoder = create_model(config.method, info.name, knobs=config.knobs, clip=clip, backbone_info=info)
         return load_adapter_into(encoder, directory)
     except (ArtifactError, ConfigError) as err:
-        raise ArtifactError(f"{origin}: {cut(str(err), 600)}") from None
+        raise ArtifactError(f"{origin}: {cut(_in_artifact(str(err), directory), 600)}") from None
+
+
+def _in_artifact(message: str, directory: Path) -> str:
+    """`message` with the staging folder's paths made relative to the artifact (it is gone after a failed
+    pull; the origin names the version and its source)."""
+    return message.replace(f"{directory}{os.sep}", "").replace(str(directory), "the artifact folder")
 
 
 def _check_destination(out: Path) -> None:
