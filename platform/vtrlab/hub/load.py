@@ -58,12 +58,12 @@ def load_pulled(
         pulled = _reusable(directory, version)
         if pulled is not None:
             config = read_adapter_config(directory)
-            clip, info = verify_backbone(config, weights, f"{version.model} version {version.version} ({directory})")
+            origin = f"{version.model} version {version.version} ({directory})"
+            clip, info = verify_backbone(config, weights, origin)
+            encoder = create_model(config.method, info.name, knobs=config.knobs, clip=clip, backbone_info=info)
+            load_adapter_into(encoder, directory)  # checksum, backbone, method, knobs and tensors once more
         else:
-            pulled, (clip, info) = pull_version(tracker, version, directory, weights)
-            config = read_adapter_config(directory)
-        encoder = create_model(config.method, info.name, knobs=config.knobs, clip=clip, backbone_info=info)
-        load_adapter_into(encoder, directory)  # checks the checksum, backbone, method, knobs and tensors once more
+            pulled, encoder = pull_version(tracker, version, directory, weights)  # loaded by the pull's check
     return encoder.to(device).eval(), pulled
 
 

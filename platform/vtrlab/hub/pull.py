@@ -21,7 +21,9 @@ from vtrlab.hub.verify import verify_backbone
 if TYPE_CHECKING:
     from torch import nn
 
+    from vtrlab.model.adapter_config import AdapterConfig
     from vtrlab.model.backbone import BackboneInfo
+    from vtrlab.model.dual_encoder import VideoTextDualEncoder
     from vtrlab.tracking.client import Tracker
     from vtrlab.tracking.records import VersionRecord
 
@@ -95,8 +97,10 @@ def pull(
     weights: str | os.PathLike | None = None,
     tracking_uri: str | None = None,
 ) -> PulledAdapter:
-    """Download the version `reference` names into `out_dir`, verify its checksum and backbone fingerprint
-    (with `weights`, default the recorded ones) and write `registry.json` beside it."""
+    """Download the version `reference` names into `out_dir`, verify it loads (checksum, backbone fingerprint
+    with `weights`, default the recorded ones, method, knobs, finite tensors) and write `registry.json`
+    beside it. A bad reference or destination is refused before anything is downloaded or created."""
+    _check_destination(Path(out_dir).expanduser().absolute())
     tracker = open_registry(tracking_uri)
     version = resolve_version(tracker, reference)
     with cache_lock(Path(out_dir)):
@@ -109,9 +113,9 @@ def pull_version(
     version: VersionRecord,
     out_dir: str | os.PathLike,
     weights: str | os.PathLike | None = None,
-) -> tuple[PulledAdapter, tuple[nn.Module, BackboneInfo]]:
-    """Pull a resolved version (see `pull`); also returns the verified backbone, so a caller can build the
-    model without loading it twice."""
+) -> tuple[PulledAdapter, VideoTextDualEncoder]:
+    """Pull a resolved version (see `pull`); also returns the encoder the check loaded it into, so a caller
+    uses it without loading the backbone twice."""
     from vtrlab.model.artifacts import read_adapter_config, verify_checksum
 
     out = Path(out_dir).expanduser().absolute()
@@ -124,9 +128,13 @@ def pull_version(
         try:
             config = read_adapter_config(directory)
         except ArtifactError as err:
-            raise ArtifactError(f"{origin}: {err}") from err
-        checksum = verify_checksum(directory, config, origin)
+            raise ArtifactError(f"{origin}: {_in_artifact(str(err), directory)}") from None
+        try:
+            checksum = verify_checksum(directory, config, origin)
+        except ArtifactError as err:
+            raise ArtifactError(_in_artifact(str(err), directory)) from None
         backbone = verify_backbone(config, weights, origin)
+        encoder = _loaded(directory, config, backbone, origin)
         pulled = PulledAdapter(
             path=out,
             model=version.model,
@@ -147,7 +155,7 @@ def pull_version(
         )
         (directory / REGISTRY_NAME).write_text(json.dumps(pulled.to_dict(), indent=2, sort_keys=True))
         _move_into_place(directory, out, staging)
-        return pulled, backbone
+        return pulled, encoder
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -164,12 +172,39 @@ def version_metrics(tags: dict[str, str]) -> dict[str, float]:
     return metrics
 
 
+def _loaded(
+    directory: Path, config: AdapterConfig, backbone: tuple[nn.Module, BackboneInfo], origin: str
+) -> VideoTextDualEncoder:
+    """The recorded method built on the verified backbone with the adapter loaded (knobs, tensor names,
+    shapes, finite values, evaluation settings): a pull never hands over an adapter that cannot load."""
+    from vtrlab.model.adapter_config import cut
+    from vtrlab.model.artifacts import load_adapter_into
+    from vtrlab.model.factory import create_model
+
+    clip, info = backbone
+    try:
+        encoder = create_model(config.method, info.name, knobs=config.knobs, clip=clip, backbone_info=info)
+        return load_adapter_into(encoder, directory)
+    except (ArtifactError, ConfigError) as err:
+        raise ArtifactError(f"{origin}: {cut(_in_artifact(str(err), directory), 600)}") from None
+
+
+def _in_artifact(message: str, directory: Path) -> str:
+    """`message` with the staging folder's paths made relative to the artifact (it is gone after a failed
+    pull; the origin names the version and its source)."""
+    return message.replace(f"{directory}{os.sep}", "").replace(str(directory), "the artifact folder")
+
+
 def _check_destination(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"{out}: exists and is not a directory; choose another --out")
+    """Refuse an --out that is a file, lies under one, or is a folder holding anything but an earlier pull."""
+    blocker = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
+    if blocker == out:
+        raise ConfigError(f"--out {out}: exists and is not a directory; choose another --out")
+    if blocker is not None:
+        raise ConfigError(f"--out {out}: {blocker} is a file, not a directory; choose another --out")
     if out.is_dir() and any(out.iterdir()) and not (out / REGISTRY_NAME).is_file():
         raise ConfigError(
-            f"{out}: not empty and not an earlier pull (no {REGISTRY_NAME}); choose another --out or empty it"
+            f"--out {out}: not empty and not an earlier pull (no {REGISTRY_NAME}); choose another --out or empty it"
         )
 
 
@@ -178,8 +213,11 @@ def _download(tracker: Tracker, version: VersionRecord, destination: Path) -> Pa
     try:
         local = tracker.download_uri(version.source, destination)
     except Exception as err:  # the store's own errors (a missing artifact, a refused or broken download)
+        from vtrlab.model.adapter_config import cut
+
         raise ArtifactError(
-            f"{version.model} version {version.version}: cannot download its artifact {version.source} ({err})"
+            f"{version.model} version {version.version}: cannot download its artifact {cut(version.source)} "
+            f"({cut(str(err) or type(err).__name__)})"
         ) from err
     if not local.is_dir():
         raise ArtifactError(
@@ -196,15 +234,22 @@ def adapter_dir(local: Path, origin: str) -> Path:
     if not mlmodel.is_file():
         return local
     from vtrlab.config import parse_yaml
+    from vtrlab.model.adapter_config import cut, shorten
 
     try:
         flavor = parse_yaml(mlmodel.read_text(), str(mlmodel))["flavors"]["python_function"]
         relative = flavor["artifacts"]["adapter"]["path"]
-    except (KeyError, TypeError, ConfigError) as err:
-        raise ArtifactError(f"{origin}: MLmodel names no `adapter` artifact of a vtrlab pyfunc ({err})") from None
-    directory = (local / str(relative)).resolve()
-    if not directory.is_relative_to(local.resolve()) or not directory.is_dir():
-        raise ArtifactError(f"{origin}: MLmodel's adapter path {relative!r} is not a folder inside the model")
+    except (KeyError, TypeError, ConfigError, OSError, UnicodeDecodeError) as err:
+        raise ArtifactError(
+            f"{origin}: MLmodel names no `adapter` artifact of a vtrlab pyfunc ({cut(str(err))})"
+        ) from None
+    try:
+        directory = (local / str(relative)).resolve()
+        inside = directory.is_relative_to(local.resolve()) and directory.is_dir()
+    except (OSError, ValueError):
+        inside = False
+    if not inside:
+        raise ArtifactError(f"{origin}: MLmodel's adapter path {shorten(relative)} is not a folder inside the model")
     return directory
 
 

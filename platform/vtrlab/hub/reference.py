@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from vtrlab.config import shown
 from vtrlab.errors import ConfigError, NotFoundError
 
 if TYPE_CHECKING:
@@ -19,6 +20,7 @@ FORMS = "MODEL, MODEL@ALIAS or MODEL/VERSION (optionally prefixed with models:/)
 _NAME = r"[\w][\w.\-]*"
 _PATTERN = re.compile(rf"^(?P<model>{_NAME})(?:@(?P<alias>[\w\-]+)|/(?P<version>[1-9][0-9]*))?$")
 _LISTED = 20  # at most this many names in an error message
+_LISTED_CHARS = 250  # and about this many characters of them
 MAX_VERSION = 2**31 - 1  # registries number versions with 32-bit integers
 
 
@@ -40,16 +42,20 @@ def parse_reference(text: str) -> ModelReference:
     body = raw.removeprefix(PREFIX)
     match = _PATTERN.match(body)
     if not match:
-        from vtrlab.config import shown
-
         raise ConfigError(f"model reference {shown(text)}: expected {FORMS}, e.g. vtrlab-msrvtt-ViT-B-16@champion")
     version = match["version"]
     return ModelReference(match["model"], alias=None if version else (match["alias"] or DEFAULT_ALIAS), version=version)
 
 
 def _listing(names: list[str]) -> str:
-    shown = ", ".join(names[:_LISTED]) or "none"
-    return shown + (f" (and {len(names) - _LISTED} more)" if len(names) > _LISTED else "")
+    """The first names, at most _LISTED of them and about _LISTED_CHARS characters, the rest counted."""
+    listed: list[str] = []
+    for name in names[:_LISTED]:
+        if listed and sum(len(n) + 2 for n in listed) + len(name) > _LISTED_CHARS:
+            break
+        listed.append(shown(name, 80) if len(name) > 80 else name)
+    more = len(names) - len(listed)
+    return (", ".join(listed) or "none") + (f" (and {more} more)" if more else "")
 
 
 def _aliases(tracker: Tracker, model: str) -> dict[str, str]:
@@ -58,7 +64,7 @@ def _aliases(tracker: Tracker, model: str) -> dict[str, str]:
     except NotFoundError:
         models = tracker.registered_models()
         raise NotFoundError(
-            f"no registered model {model!r} at {tracker.uri}; registered models: {_listing(models)}"
+            f"no registered model {shown(model)} at {tracker.uri}; registered models: {_listing(models)}"
         ) from None
 
 
@@ -76,18 +82,19 @@ def resolve_version(tracker: Tracker, reference: str | ModelReference) -> Versio
     if ref.alias is not None:
         if ref.alias not in aliases:
             raise NotFoundError(
-                f"model {ref.model!r} has no alias {ref.alias!r}; {_versions_and_aliases(tracker, ref.model, aliases)}"
+                f"model {shown(ref.model)} has no alias {shown(ref.alias)}; "
+                f"{_versions_and_aliases(tracker, ref.model, aliases)}"
             )
         version = aliases[ref.alias]
     else:
         version = str(ref.version)
     if int(version) > MAX_VERSION:
         raise NotFoundError(
-            f"model {ref.model!r} has no version {version}; {_versions_and_aliases(tracker, ref.model, aliases)}"
+            f"model {shown(ref.model)} has no version {version}; {_versions_and_aliases(tracker, ref.model, aliases)}"
         )
     try:
         return tracker.version(ref.model, version)
     except NotFoundError:
         raise NotFoundError(
-            f"model {ref.model!r} has no version {version}; {_versions_and_aliases(tracker, ref.model, aliases)}"
+            f"model {shown(ref.model)} has no version {version}; {_versions_and_aliases(tracker, ref.model, aliases)}"
         ) from None

@@ -21,13 +21,17 @@ CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
 FORMAT_VERSION = 2
 MAX_VALUE_CHARS = 200
+MAX_CONFIG_BYTES = 1 << 20  # a config is a few kilobytes; a larger file is not one
+MAX_PROBLEMS = 4  # validation problems listed in one message
 SHA256 = r"^sha256:[0-9a-f]{64}$"
 
 PositiveInt = Annotated[StrictInt, Field(gt=0)]
 
 
 def cut(text: str, limit: int = MAX_VALUE_CHARS) -> str:
-    """`text` cut to `limit` characters, for error messages that stay one readable line."""
+    """`text` on one line, cut to `limit` characters, for error messages that stay one readable line."""
+    if "\n" in text or "\r" in text:
+        text = " ".join(text.split())
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
@@ -86,6 +90,8 @@ class AdapterConfig(BaseModel):
     @field_validator("weights_file")
     @classmethod
     def _plain_relative_name(cls, value: str) -> str:
+        if "\x00" in value:
+            raise ValueError("must name a file inside the artifact folder (a NUL character names no file)")
         posix, windows = PurePosixPath(value), PureWindowsPath(value)
         if posix.is_absolute() or windows.is_absolute() or windows.drive or ".." in posix.parts + windows.parts:
             raise ValueError("must name a file inside the artifact folder (no absolute path, no '..')")
@@ -101,14 +107,17 @@ class AdapterConfig(BaseModel):
 
 
 def _validation_message(err: ValidationError, source: str) -> str:
+    """The first few problems, each naming its key (keys and values cut), the rest counted."""
+    items = err.errors()
     problems = []
-    for item in err.errors():
-        key = ".".join(str(part) for part in item["loc"]) or "<root>"
+    for item in items[:MAX_PROBLEMS]:
+        key = cut(".".join(str(part) for part in item["loc"]) or "<root>", 60)
         if item["type"] == "missing":
             problems.append(f"key {key} is missing")
         else:
-            problems.append(f"key {key}: {item['msg']} (got {shorten(item.get('input'))})")
-    return f"{source}: " + "; ".join(problems)
+            problems.append(f"key {key}: {cut(item['msg'], 100)} (got {shorten(item.get('input'), 60)})")
+    more = f" (and {len(items) - MAX_PROBLEMS} more)" if len(items) > MAX_PROBLEMS else ""
+    return f"{source}: " + "; ".join(problems) + more
 
 
 def parse_adapter_config(text: str | bytes, source: str) -> AdapterConfig:
@@ -117,6 +126,8 @@ def parse_adapter_config(text: str | bytes, source: str) -> AdapterConfig:
         data = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ArtifactError(f"{source}: not valid JSON ({cut(str(err))})") from None
+    except RecursionError:
+        raise ArtifactError(f"{source}: not an adapter config (JSON nested too deeply to read)") from None
     if not isinstance(data, dict):
         kind = type(data).__name__
         raise ArtifactError(f"{source}: expected a JSON object with method, knobs and backbone; got a {kind}")
@@ -142,15 +153,28 @@ def parse_adapter_config(text: str | bytes, source: str) -> AdapterConfig:
 
 
 def read_adapter_config(directory: str | os.PathLike) -> AdapterConfig:
-    """The validated config of the artifact in `directory`."""
+    """The validated config of the artifact in `directory` (a file inside it, at most MAX_CONFIG_BYTES)."""
     path = Path(directory) / CONFIG_NAME
-    if not path.is_file():
-        raise ArtifactError(f"{path}: no adapter config; expected {CONFIG_NAME} and {WEIGHTS_NAME} here")
     try:
+        if not path.is_file():
+            raise ArtifactError(f"{path}: no adapter config; expected {CONFIG_NAME} and {WEIGHTS_NAME} here")
+        _inside(path, Path(directory), f"{path}: a link to {path.resolve()}")
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ArtifactError(f"{path}: {size} bytes; an adapter config is at most {MAX_CONFIG_BYTES} bytes")
         text = path.read_bytes()
-    except OSError as err:
-        raise ArtifactError(f"{path}: cannot read ({err.strerror or err})") from None
+    except (OSError, ValueError) as err:
+        raise ArtifactError(f"{path}: cannot read ({cut(getattr(err, 'strerror', None) or str(err))})") from None
     return parse_adapter_config(text, str(path))
+
+
+def _inside(path: Path, folder: Path, what: str) -> None:
+    """Refuse `path` unless it resolves (links followed) inside `folder`; `what` starts the message."""
+    root = folder.resolve()
+    if not path.resolve().is_relative_to(root):
+        raise ArtifactError(
+            f"{what} resolves outside the artifact folder {root}; expected a file inside it (refused, not read)"
+        )
 
 
 def weights_path(directory: str | os.PathLike, config: AdapterConfig, origin: str | None = None) -> Path:
@@ -158,12 +182,13 @@ def weights_path(directory: str | os.PathLike, config: AdapterConfig, origin: st
     name `origin` (default: the config's file) and the value, before anything is read."""
     folder = Path(directory)
     candidate = folder / config.weights_file
-    root = folder.resolve()
-    if not candidate.resolve().is_relative_to(root):
-        raise ArtifactError(
-            f"{origin or config.source}: weights_file {shorten(config.weights_file)} resolves outside the "
-            f"artifact folder {root}; expected a file inside it (refused, not read)"
-        )
+    what = f"{origin or config.source}: weights_file {shorten(config.weights_file)}"
+    try:
+        _inside(candidate, folder, what)
+        if not candidate.is_file():
+            raise ArtifactError(f"{what} names no file in {folder}; expected the adapter's tensor file")
+    except OSError as err:
+        raise ArtifactError(f"{what}: cannot be read ({cut(err.strerror or str(err))})") from None
     return candidate
 
 

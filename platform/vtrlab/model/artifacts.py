@@ -105,14 +105,14 @@ def verify_checksum(directory: str | os.PathLike, config: AdapterConfig, origin:
     directory = Path(directory)
     label = origin or str(directory)
     path = weights_path(directory, config, label)
-    name = config.weights_file
-    if not path.is_file():
-        raise ArtifactError(f"{label}: {shorten(name)} is missing (the tensor file {CONFIG_NAME} names)")
-    actual = file_sha256(path)
+    try:
+        actual = file_sha256(path)
+    except OSError as err:
+        raise ArtifactError(f"{label}: {shorten(config.weights_file)}: cannot read ({err.strerror or err})") from None
     if actual != config.weights_sha256:
         raise ArtifactError(
-            f"{label}: {name} has {actual}, but {CONFIG_NAME} records {config.weights_sha256} "
-            "(checksum mismatch: corrupted or truncated file, or tampered with)"
+            f"{label}: {config.weights_file} has {actual}, but {CONFIG_NAME} records {config.weights_sha256} "
+            "(checksum mismatch with key weights_sha256: corrupted or truncated file, or tampered with)"
         )
     return actual
 
@@ -141,11 +141,13 @@ def check_backbone(encoder: VideoTextDualEncoder, config: AdapterConfig) -> None
         )
 
 
-def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+def _read_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The tensors of an artifact's safetensors file, all floating-point ones finite; ArtifactError naming
+    the file (and the tensor) otherwise. Never unpickles."""
     try:
         tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as err:
-        raise ArtifactError(f"{path}: not a readable safetensors file ({shorten(str(err))})") from err
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise ArtifactError(f"{path}: not a readable safetensors file ({shorten(str(err))})") from None
     for name, tensor in tensors.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             bad = int((~torch.isfinite(tensor)).sum())
@@ -182,8 +184,10 @@ def load_adapter_into(encoder: VideoTextDualEncoder, directory: str | os.PathLik
         for name, tensor in tensors.items():
             if params[name].shape != tensor.shape:
                 raise ArtifactError(
-                    f"{path}: {name} has shape {tuple(tensor.shape)}, expected {tuple(params[name].shape)}"
+                    f"{path}: tensor {name} has shape {tuple(tensor.shape)}, expected {tuple(params[name].shape)}"
                 )
+            if params[name].is_floating_point() != tensor.is_floating_point():
+                raise ArtifactError(f"{path}: tensor {name} is {tensor.dtype}, expected {params[name].dtype}")
             params[name].copy_(tensor)
     encoder.evaluation = evaluation
     return encoder
