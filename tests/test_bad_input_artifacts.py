@@ -572,18 +572,3 @@ def test_the_valid_adapter_pulls_and_loads(store, tmp_path, capsys):
     assert load_adapter(tmp_path / "good").method == "bottleneck"
     assert not [name for name in os.listdir(tmp_path) if ".pull-" in name]
 
-
-def test_an_adapter_on_random_backbone_weights_is_not_registered(store, tmp_path):
-    """Registration refuses an adapter whose backbone no one could rebuild (no weights recorded)."""
-    from model_helpers import tiny_model
-    from vtrlab.tracking.client import Tracker
-    from vtrlab.tracking.registry import register_adapter
-
-    save_adapter(tiny_model("bottleneck", width=8), tmp_path / "random", evaluation=EVALUATION)
-    client = store["client"]
-    run = client.create_run(store["experiment"])
-    client.log_artifacts(run.info.run_id, str(tmp_path / "random"), artifact_path="adapter")
-    model = "vtrlab-bad-random-backbone"
-    with pytest.raises(ArtifactError, match=r"key backbone\.weights is null"):
-        register_adapter(Tracker(store["uri"]), model, run.info.run_id, {"t2v_R1": 1.0}, "t2v_R1", "max", {})
-    assert model not in {m.name for m in client.search_registered_models()}

@@ -137,11 +137,10 @@ def register_adapter(
 ) -> Registration:
     """Register run `run_id`'s adapter the way MLflow users expect: its verified `adapter/` artifact logged as
     an MLflow pyfunc model of the run (`vtrlab.tracking.adapter_model`), and that logged model registered as a
-    version of `model` (see `register_run`). An adapter that does not verify, or whose backbone no one could
-    rebuild (random weights: `backbone.weights` null), is an ArtifactError: nothing is logged or registered."""
+    version of `model` (see `register_run`). An adapter that does not verify is an ArtifactError: nothing is
+    logged or registered."""
     import tempfile
 
-    from vtrlab.errors import ArtifactError
     from vtrlab.model.artifacts import read_adapter_config, verify_checksum
 
     existing = tracker.versions(model, {TAG_RUN: run_id}) if model in tracker.registered_models() else []
@@ -149,12 +148,6 @@ def register_adapter(
         return register_run(tracker, model, run_id, existing[0].source, metrics, objective_metric, mode, tags)
     with tempfile.TemporaryDirectory(prefix="vtrlab-register-") as tmp:
         local = tracker.download(run_id, "adapter", tmp)
-        config = read_adapter_config(local)
-        verify_checksum(local, config, origin=f"run {run_id} adapter/")
-        if config.backbone.weights is None:
-            raise ArtifactError(
-                f"run {run_id} adapter/: key backbone.weights is null (a randomly initialised backbone no one "
-                "could rebuild); not registered: train on a pretrained tag or a weights file"
-            )
+        verify_checksum(local, read_adapter_config(local), origin=f"run {run_id} adapter/")
         model_uri, model_id = tracker.log_adapter_model(run_id, local, ADAPTER_MODEL)
     return register_run(tracker, model, run_id, model_uri, metrics, objective_metric, mode, tags, model_id=model_id)
