@@ -571,4 +571,3 @@ def test_the_valid_adapter_pulls_and_loads(store, tmp_path, capsys):
     assert code == 0, err
     assert load_adapter(tmp_path / "good").method == "bottleneck"
     assert not [name for name in os.listdir(tmp_path) if ".pull-" in name]
-
