@@ -149,7 +149,15 @@ def search(method: str, key: str, dimension: Any) -> Edit:
     return at(f"methods.{method}.search.{key}", dimension)
 
 
-GOOD_MANIFEST = json.dumps({"format": "vtrlab-shards/1", "name": "synthetic", "splits": {"train": {}}})
+GOOD_MANIFEST = json.dumps(  # a valid manifest with a train split only (no shards)
+    {
+        "format": "vtrlab-shards/1",
+        "name": "synthetic",
+        "version": "0",
+        "options": {},
+        "splits": {"train": {"protocol": "multi-caption", "samples": 0, "videos": 0, "captions": 0, "shards": []}},
+    }
+)
 BOMB = "a: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\n" + (
     "d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: [*e,*e,*e,*e,*e,*e,*e,*e,*e]\n"
 )
