@@ -150,3 +150,13 @@ def test_webdataset_opener_streams_s3(s3_bucket):
     wgopen = importlib.import_module("webdataset.gopen")
     with wgopen.gopen(st.url_for("x.bin"), "rb") as f:
         assert f.read() == b"abc" * 1000
+
+
+def test_a_local_write_under_a_file_is_one_storage_error(tmp_path):
+    """A key whose parent is a file: a StorageError naming the path, not a raw OSError from the clean-up."""
+    from vtrlab.errors import StorageError
+
+    (tmp_path / "blocker").write_text("a file")
+    store = storage.open_store(str(tmp_path))
+    with pytest.raises(StorageError, match="blocker/inner/key.json: cannot write"):
+        store.write_text("blocker/inner/key.json", "{}")

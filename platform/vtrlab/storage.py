@@ -197,7 +197,8 @@ class LocalStore(Store):
             write(tmp)
             os.replace(tmp, p)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # the temporary file may not exist, nor its folder (a parent is a file)
+                tmp.unlink(missing_ok=True)
             raise StorageError(f"{p}: cannot write: {exc}") from exc
 
     def write_bytes(self, key: str, data: bytes) -> None:
