@@ -247,6 +247,16 @@ def deleted(name: str, file: str) -> Callable[[Path], list]:
     return argv
 
 
+def linked_videos(folder: Path) -> list:
+    """LSMDC's videos as links to the fixture's files, which lie outside the --videos folder."""
+    source = Path(FX["lsmdc"]["videos"])
+    for video in source.rglob("*.avi"):
+        link = folder / "videos" / video.relative_to(source)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(video)
+    return build_argv("lsmdc", folder, None, "--splits", "test", videos=folder / "videos")
+
+
 def option(*extra: str) -> Callable[[Path], list]:
     return lambda folder: build_argv("lsmdc", folder, None, "--splits", "test", *extra)
 
@@ -285,6 +295,7 @@ BUILD_CASES = [
     BadInput("card-not-yaml", card_file("name: [lsmdc\n"), "card.yaml", leftover=out_left),
     BadInput("synth-size-unknown", lambda d: ["data", "synth", "--out", str(d / "out"), "--size", "huge"], "--size", leftover=out_left),
     BadInput("synth-seed-negative", lambda d: ["data", "synth", "--out", str(d / "out"), "--seed", "-1"], "--seed", leftover=out_left),
+    BadInput("video-links-out-of-the-folder", linked_videos, "outside the videos folder", leftover=out_left),
     BadInput("synth-out-is-a-file", lambda d: ["data", "synth", "--out", str(a_file(d))], lambda d: str(d / "taken")),
 ]  # fmt: skip
 
@@ -533,3 +544,11 @@ def test_rebuild_replaces_a_shard_corrupted_since(tmp_path, capsys):
     assert code == 0 and "resumed test/shard-000000" in out and "resumed test/shard-000001" in out, err
     code, _, err = run_cli(["data", "inspect", str(ds), "--json", "--verify"], capsys)
     assert code == 0, err
+
+
+def test_links_out_of_the_videos_folder_are_read_when_allowed(tmp_path, capsys):
+    folder = tmp_path / "case"
+    folder.mkdir()
+    code, _, err = run_cli([*linked_videos(folder), "--allow-links"], capsys)
+    assert code == 0, err
+    assert (folder / "out" / MANIFEST).is_file()

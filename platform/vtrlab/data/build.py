@@ -150,10 +150,14 @@ def build_shard_task(store_spec: dict, opts: dict, shard: dict) -> dict:
 
 
 def plan_shards(
-    card: DatasetCard, parsed: dict[str, list[VideoItem]], videos: str | os.PathLike, opts: dict
+    card: DatasetCard,
+    parsed: dict[str, list[VideoItem]],
+    videos: str | os.PathLike,
+    opts: dict,
+    allow_links: bool = False,
 ) -> tuple[list[dict], dict[str, list[dict]]]:
     """(shard tasks, per-split skipped videos whose files are missing)."""
-    index = VideoIndex(videos)
+    index = VideoIndex(videos, allow_links=allow_links)
     shards: list[dict] = []
     missing: dict[str, list[dict]] = {}
     for split, items in parsed.items():
@@ -341,6 +345,7 @@ def build(
     num_cpus: int | None = None,
     progress: Callable[[dict], None] | None = None,
     strict_ids: bool = False,
+    allow_links: bool = False,
     **option_overrides,
 ) -> dict:
     """Build a benchmark's shards and manifest at ``out`` (local path, file://, s3://); returns the manifest.
@@ -349,7 +354,8 @@ def build(
     for training jitter), image_size, fps, frame_format, jpeg_quality, shard_samples (default: the card's);
     the manifest's ``frames`` entry says what was stored. Missing or undecodable videos, and ids an id list
     names that the caption file lacks (ActivityNet, DiDeMo; an error with ``strict_ids``), are skipped and
-    listed in the manifest with the reason; bad annotation files raise DataError. Options, the destination,
+    listed in the manifest with the reason; bad annotation files raise DataError, and so does a video file
+    linking out of the videos folder unless ``allow_links``. Options, the destination,
     the annotations and the videos folder are checked before anything is written or a task started. A split
     the card expects videos of that keeps none is a DataError, and no manifest is committed.
 
@@ -362,7 +368,7 @@ def build(
     opts = build_options(card, **option_overrides)
     check_out(out)
     parsed = parse_annotations(card, annotations, splits, strict_ids=strict_ids)
-    shards, missing = plan_shards(card, parsed, videos, opts)
+    shards, missing = plan_shards(card, parsed, videos, opts, allow_links)
     for split, no_caption in parsed.skipped.items():  # ids without captions first, then missing files
         missing[split] = no_caption + missing.get(split, [])
     planned = {split: sum(len(s["videos"]) for s in shards if s["split"] == split) for split in parsed}

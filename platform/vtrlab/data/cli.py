@@ -47,6 +47,10 @@ def build(
             "CLIP4Clip does, and list it in the manifest)",
         ),
     ] = False,
+    allow_links: Annotated[
+        bool,
+        typer.Option("--allow-links", help="read video files that link out of the --videos folder (default: refuse)"),
+    ] = False,
 ) -> None:
     """Convert a benchmark's annotation files and videos into shards + manifest at OUT (resumable)."""
     from rich.console import Console
@@ -74,6 +78,7 @@ def build(
         num_cpus=num_cpus,
         progress=progress,
         strict_ids=strict_ids,
+        allow_links=allow_links,
         num_frames=num_frames,
         stored_frames=stored_frames,
         image_size=image_size,

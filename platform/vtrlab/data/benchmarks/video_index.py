@@ -1,6 +1,8 @@
 """Find an item's video file: the videos folder is walked once, and an item's file is looked up by its
 ``file_hint`` (relative path, then file name), then by stem with any video extension, with and without
-ActivityNet's ``v_`` prefix."""
+ActivityNet's ``v_`` prefix. A file that is a link to somewhere outside the folder is refused when an item
+resolves to it (a DataError naming the link and its target) unless ``allow_links``: a videos folder of links
+into a shared store is then read as it is."""
 
 from __future__ import annotations
 
@@ -16,8 +18,9 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".m
 class VideoIndex:
     """The video files under a folder, looked up by file name or stem (walks the folder once)."""
 
-    def __init__(self, root: str | os.PathLike):
+    def __init__(self, root: str | os.PathLike, allow_links: bool = False):
         self.root = Path(root).expanduser().resolve()  # absolute: Ray workers may run in another cwd
+        self.allow_links = allow_links
         if not self.root.is_dir():
             raise DataError(f"{self.root}: videos folder not found (--videos)")
         self.by_rel: dict[str, str] = {}
@@ -37,7 +40,19 @@ class VideoIndex:
 
     def find(self, item: VideoItem) -> str | None:
         """The path of ``item``'s video file, or None. A video id or file name that is not a relative path
-        inside the folder (``..``, absolute) is a DataError naming it: ids are never matched by their last part."""
+        inside the folder (``..``, absolute) is a DataError naming it: ids are never matched by their last part;
+        so is a file that links out of the folder, unless ``allow_links``."""
+        path = self._find(item)
+        if path is not None and not self.allow_links:
+            target = Path(path).resolve()
+            if not target.is_relative_to(self.root):
+                raise DataError(
+                    f"{path}: video {item.video_id!r} links to {target}, outside the videos folder {self.root} "
+                    "(--allow-links reads such links)"
+                )
+        return path
+
+    def _find(self, item: VideoItem) -> str | None:
         for value in (item.video_id, item.file_hint):
             if value is not None:
                 video_id_value(value, f"{self.root}: video {item.video_id!r}")
