@@ -158,5 +158,5 @@ def test_a_local_write_under_a_file_is_one_storage_error(tmp_path):
 
     (tmp_path / "blocker").write_text("a file")
     store = storage.open_store(str(tmp_path))
-    with pytest.raises(StorageError, match="blocker/inner/key.json: cannot write"):
+    with pytest.raises(StorageError, match=r"blocker/inner/key\.json: cannot write"):
         store.write_text("blocker/inner/key.json", "{}")

@@ -9,7 +9,9 @@ Each report carries `epochs_done` (epochs finished, checkpoint included), the ti
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 import tempfile
 import time
 from typing import Any
@@ -19,6 +21,7 @@ import torch
 from vtrlab.config import TrainSpec
 from vtrlab.data import make_eval_loader, make_train_loader
 from vtrlab.data.gallery import eval_gallery
+from vtrlab.errors import VtrlabError
 from vtrlab.model.artifacts import EvaluationSettings
 from vtrlab.model.factory import create_model
 from vtrlab.model.params import count_parameters
@@ -50,11 +53,29 @@ def _inject_fault(epoch: int, rank: int, run_id: str | None) -> None:
             os._exit(1)
 
 
+class _BadInputTracebacks(logging.Filter):
+    """Drops Ray Train's "Error in training function" record (a traceback the worker logs, which Ray forwards to
+    the driver's stderr) while a vtrlab bad-input error is being handled: the driver reports that error as its
+    one line. Any other error keeps its traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not isinstance(sys.exc_info()[1], VtrlabError)
+
+
+def _quiet_bad_input_tracebacks() -> None:
+    # Ray Train 2 logs the user function's traceback from this module's logger (ray/train/v2/_internal/util.py,
+    # construct_user_exception_with_traceback), in the thread that caught the exception.
+    logger = logging.getLogger("ray.train.v2._internal.util")
+    if not any(isinstance(f, _BadInputTracebacks) for f in logger.filters):
+        logger.addFilter(_BadInputTracebacks())
+
+
 def train_loop(config: dict[str, Any]) -> None:
     """`train_loop_per_worker` of the TorchTrainer; `config` = {"spec": TrainSpec dict, "tracking": {...}}."""
     import ray.train
     import ray.train.torch
 
+    _quiet_bad_input_tracebacks()
     spec = config["spec"] if isinstance(config["spec"], TrainSpec) else TrainSpec.model_validate(config["spec"])
     tracking = config.get("tracking") or {}
     context = ray.train.get_context()
