@@ -35,17 +35,17 @@ def parse_activitynet(card: DatasetCard, ann_dir: Path, splits: list[str], stric
         if not isinstance(data, dict):
             raise DataError(f"{data_p}: expected a JSON object video id -> {{duration, timestamps, sentences}}")
         items = []
-        seen: set[str] = set()
-        for i, vid in enumerate(ids):
-            vid = video_id_value(vid, f"{ids_p}: entry [{i}]")
-            if vid in seen:
-                continue
-            seen.add(vid)
-            if vid not in data:
-                if strict_ids:
-                    raise DataError(f"{ids_p}: entry [{i}]: video id {vid!r} is not a key of {data_p}")
-                out.skip(split, vid, f"no caption in {data_p.name} (listed in {ids_p.name}, entry [{i}])")
-                continue
+        listed = ((f"entry [{i}]", video_id_value(v, f"{ids_p}: entry [{i}]")) for i, v in enumerate(ids))
+        kept = out.captioned(
+            split,
+            listed,
+            data,
+            list_p=ids_p,
+            data_p=data_p,
+            lacks="video id {!r} is not a key of",
+            strict_ids=strict_ids,
+        )
+        for vid in kept:
             entry = data[vid]
             where = f"{data_p}: key {vid!r}"
             sentences = get_key(entry, "sentences", where)

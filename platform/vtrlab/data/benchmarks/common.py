@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,32 @@ class Parsed(dict[str, list[VideoItem]]):
 
     def skip(self, split: str, video_id: str, reason: str) -> None:
         self.skipped.setdefault(split, []).append({"video_id": video_id, "reason": reason})
+
+    def captioned(
+        self,
+        split: str,
+        listed: Iterable[tuple[str, str]],
+        captions: Container[str],
+        *,
+        list_p: Path,
+        data_p: Path,
+        lacks: str,
+        strict_ids: bool,
+    ) -> Iterator[str]:
+        """The video ids of an id list (``(position, id)`` pairs) that have captions, each once (CLIP4Clip takes
+        the set); an id without is skipped into ``skipped`` as CLIP4Clip skips it, or with ``strict_ids`` is a
+        DataError ``"<list_p>: <position>: <lacks, the id put in its {!r}> <data_p>"``."""
+        seen: set[str] = set()
+        for position, vid in listed:
+            if vid in seen:
+                continue
+            seen.add(vid)
+            if vid in captions:
+                yield vid
+            elif strict_ids:
+                raise DataError(f"{list_p}: {position}: {lacks.format(vid)} {data_p}")
+            else:
+                self.skip(split, vid, f"no caption in {data_p.name} (listed in {list_p.name}, {position})")
 
 
 def ann_path(card: DatasetCard, ann_dir: Path, role: str) -> Path:

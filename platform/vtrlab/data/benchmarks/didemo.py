@@ -52,16 +52,17 @@ def parse_didemo(card: DatasetCard, ann_dir: Path, splits: list[str], strict_ids
             texts.setdefault(video, []).append(desc)
             times.setdefault(video, []).append(t)
         items = []
-        seen: set[str] = set()
-        for n, vid in enumerate(ids, start=1):
-            if vid in seen:  # CLIP4Clip takes the set of listed ids
-                continue
-            seen.add(vid)
-            if vid not in texts:
-                if strict_ids:
-                    raise DataError(f"{list_p}: line {n}: video {vid!r} has no description in {data_p}")
-                out.skip(split, vid, f"no caption in {data_p.name} (listed in {list_p.name}, line {n})")
-                continue
+        listed = ((f"line {n}", vid) for n, vid in enumerate(ids, start=1))
+        kept = out.captioned(
+            split,
+            listed,
+            texts,
+            list_p=list_p,
+            data_p=data_p,
+            lacks="video {!r} has no description in",
+            strict_ids=strict_ids,
+        )
+        for vid in kept:
             items.append(
                 VideoItem(
                     vid,
