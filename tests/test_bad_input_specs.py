@@ -362,6 +362,15 @@ TRAIN_OPTIONS = [
     ),
 ]
 
+
+def reproduce_with(edit: Callable) -> Callable[[Path], list[str]]:
+    """`vtrlab reproduce` of MV-Adapter on the synthetic benchmark with the quickstart spec changed by `edit`."""
+    return lambda d: [
+        *("reproduce", "--paper", "mv-adapter", "--benchmark", "synthetic"),
+        *("--spec", str(mutated(QUICKSTART, edit, "spec.yaml")(d))),
+    ]
+
+
 OTHER_COMMANDS = [
     BadInput(
         "reproduce-unknown-paper", lambda d: ["reproduce", "--paper", "clip4clip", "--benchmark", "msrvtt"], "--paper"
@@ -376,31 +385,10 @@ OTHER_COMMANDS = [
         lambda d: ["reproduce", "--paper", "rap", "--benchmark", "msrvtt", "--spec", str(d / "nope.yaml")],
         "nope.yaml",
     ),
-    BadInput(
-        "reproduce-bad-spec",
-        lambda d: [
-            "reproduce",
-            "--paper",
-            "mv-adapter",
-            "--benchmark",
-            "synthetic",
-            "--spec",
-            str(mutated(QUICKSTART, at("train.epochs", 0), "spec.yaml")(d)),
-        ],
-        "train.epochs",
-        leftover=leftovers,
-    ),
+    BadInput("reproduce-bad-spec", reproduce_with(at("train.epochs", 0)), "train.epochs", leftover=leftovers),
     BadInput(
         "reproduce-no-data",
-        lambda d: [
-            "reproduce",
-            "--paper",
-            "mv-adapter",
-            "--benchmark",
-            "synthetic",
-            "--spec",
-            str(mutated(QUICKSTART, at("data", {"synthetic": "/nonexistent/shards"}), "spec.yaml")(d)),
-        ],
+        reproduce_with(at("data", {"synthetic": "/nonexistent/shards"})),
         "/nonexistent/shards",
         leftover=leftovers,
     ),
