@@ -104,7 +104,7 @@ def test_asha_stops_at_least_one_trial_and_finished_trials_have_every_epoch_once
         steps = [m.step for m in mlflow.get_metric_history(run.info.run_id, "rsum")]
         assert len(steps) == len(set(steps)), f"duplicate epochs in {run.info.run_name}: {steps}"
         if run.data.tags["method"] == "mv-adapter" and "asha_stopped" not in run.data.tags:
-            assert sorted(steps) == list(range(EPOCHS)), (run.info.run_name, steps)
+            assert sorted(steps) == list(range(EPOCHS)), (run.info.run_name, run.info.status, run.data.tags, steps)
             assert run.info.status == "FINISHED"
             assert {a.path for a in mlflow.list_artifacts(run.info.run_id, "adapter")} == {
                 "adapter/adapter_config.json",

@@ -78,6 +78,31 @@ def test_a_trial_ended_by_a_bad_input_error_is_accounted_failed_with_it(tmp_path
     assert runner.failure_summary(outcomes) == "1 of 1 trials failed: DataError: shard 3 is corrupt (1 trial)"
 
 
+
+@pytest.mark.parametrize("tune_status", ["TERMINATED", "ERROR"])
+def test_a_trial_asha_stopped_whose_run_died_with_its_placement_group_counts_as_stopped(tmp_path, tune_status):
+    """Stopping a trial removes its placement group, which can kill its Ray Train controller before the trial
+    function ends: the run then ended FAILED (ActorDiedError), but ASHA stopped it, and that is what it is."""
+    tracker = Tracker(f"sqlite:///{tmp_path}/mlflow.db")
+    factory = Factory()
+    identity = runner.identity_of(factory, {}, "t1")
+    run, _ = tracker.find_or_create_run(identity.experiment, identity.key, identity.name, identity.tags)
+    tracker.log_epoch(run.run_id, 0, {"rsum": 10.0})
+    tracker.end_run(run.run_id, RunState.FAILED, error="ActorDiedError: placement group removed")
+    error = RuntimeError("ActorDiedError") if tune_status == "ERROR" else None
+    result = SimpleNamespace(path=str(tmp_path / "t1"), config={}, error=error, metrics={})
+    scheduler = SimpleNamespace(stopped={"t1": 1}, rung_of=lambda epochs: 1)
+
+    class Results(list):
+        _experiment_analysis = SimpleNamespace(trials=[SimpleNamespace(trial_id="t1", status=tune_status)])
+
+    outcomes, _ = runner._account(SimpleNamespace(factory=factory), tracker, Results([result]), scheduler)
+    (outcome,) = outcomes
+    assert outcome.state == RunState.KILLED and outcome.stopped == "after epoch 1 (rung 1)"
+    record = tracker.run(run.run_id)
+    assert record.status == RunState.KILLED and "error" not in record.tags
+    assert record.tags["asha_stopped"] == "after epoch 1 (rung 1)"
+
 def entry(key: str, error: str | None) -> EntryResult:
     values: list[float | None] = [None, None] if error else [40.0, None]
     result = EntryResult(key, "synthetic", "bottleneck", "f", [0, 1], values, ["r0", "r1"])

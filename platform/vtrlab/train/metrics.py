@@ -23,7 +23,7 @@ from vtrlab.errors import InputError
 from vtrlab.train.metric_names import METRIC_KEYS
 from vtrlab.train.metric_names import RECALL_AT as _RECALL_AT
 
-__all__ = ["METRIC_KEYS", "ranks_t2v", "ranks_v2t", "retrieval_metrics"]
+__all__ = ["METRIC_KEYS", "metrics_from_ranks", "ranks_t2v", "ranks_v2t", "retrieval_metrics", "retrieval_ranks"]
 
 _CHUNK_ELEMENTS = 1 << 22  # ~4M elements per temporary mask (and its int64 sum)
 
@@ -154,6 +154,22 @@ def _summarise(ranks: Tensor, prefix: str) -> dict[str, float]:
     return out
 
 
+def metrics_from_ranks(t2v_ranks: Tensor, v2t_ranks: Tensor) -> dict[str, float]:
+    """The keys of :data:`METRIC_KEYS` from per-query 1-based ranks (those of :func:`retrieval_ranks`)."""
+    metrics = {**_summarise(t2v_ranks, "t2v"), **_summarise(v2t_ranks, "v2t")}
+    for prefix in ("t2v", "v2t"):
+        metrics[f"{prefix}_rsum"] = sum(metrics[f"{prefix}_R{k}"] for k in _RECALL_AT)
+    metrics["rsum"] = metrics["t2v_rsum"]
+    return {key: metrics[key] for key in METRIC_KEYS}
+
+
+def retrieval_ranks(sim: Tensor, text_to_video: Tensor, *, chunk_size: int | None = None) -> tuple[Tensor, Tensor]:
+    """(T2V ranks [num_texts], V2T ranks [num_videos]) of :func:`ranks_t2v` and :func:`ranks_v2t`, validated once."""
+    t2v = _validate(sim, text_to_video)
+    rows = _rows_per_chunk(sim.shape[1], chunk_size)
+    return _ranks_t2v(sim, t2v, rows), _ranks_v2t(sim, t2v, rows)
+
+
 def retrieval_metrics(sim: Tensor, text_to_video: Tensor, *, chunk_size: int | None = None) -> dict[str, float]:
     """T2V and V2T retrieval metrics of a similarity matrix (methods.md section 5).
 
@@ -173,13 +189,4 @@ def retrieval_metrics(sim: Tensor, text_to_video: Tensor, *, chunk_size: int | N
         InputError: bad shapes or dtypes, out-of-range indices, NaN scores, or a video without
             captions.
     """
-    t2v = _validate(sim, text_to_video)
-    rows = _rows_per_chunk(sim.shape[1], chunk_size)
-    metrics = {
-        **_summarise(_ranks_t2v(sim, t2v, rows), "t2v"),
-        **_summarise(_ranks_v2t(sim, t2v, rows), "v2t"),
-    }
-    for prefix in ("t2v", "v2t"):
-        metrics[f"{prefix}_rsum"] = sum(metrics[f"{prefix}_R{k}"] for k in _RECALL_AT)
-    metrics["rsum"] = metrics["t2v_rsum"]
-    return {key: metrics[key] for key in METRIC_KEYS}
+    return metrics_from_ranks(*retrieval_ranks(sim, text_to_video, chunk_size=chunk_size))

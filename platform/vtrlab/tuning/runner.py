@@ -293,11 +293,14 @@ def _account(job: TuneJob, tracker: Tracker, results, scheduler) -> tuple[list[T
         outcome.benchmark, outcome.method = spec.benchmark, spec.method
         outcome.checkpoint = str(checkpoint) if checkpoint else None
         record = tracker.run(run_id)
-        if status == "ERROR":
+        # ASHA's decision comes first: stopping a trial removes its placement group, which can kill its Ray Train
+        # controller while the trial function still runs, so its run may have ended FAILED (ActorDiedError)
+        stopped_by_asha = scheduler is not None and trial_id in scheduler.stopped and epochs < expected
+        if status == "ERROR" and not stopped_by_asha:
             outcome.state = RunState.FAILED
             outcome.error = one_line(result.error) if result.error else "the trial failed without an error"
             tracker.end_run(run_id, RunState.FAILED, error=outcome.error)
-        elif record.status == RunState.FAILED:  # a bad-input error, not retried (`tune_trial`)
+        elif record.status == RunState.FAILED and not stopped_by_asha:  # a bad-input error, not retried
             outcome.state = RunState.FAILED
             outcome.error = record.tags.get(TAG_ERROR) or "the trial failed without an error"
         elif epochs >= expected:
