@@ -78,7 +78,6 @@ def test_a_trial_ended_by_a_bad_input_error_is_accounted_failed_with_it(tmp_path
     assert runner.failure_summary(outcomes) == "1 of 1 trials failed: DataError: shard 3 is corrupt (1 trial)"
 
 
-
 @pytest.mark.parametrize("tune_status", ["TERMINATED", "ERROR"])
 def test_a_trial_asha_stopped_whose_run_died_with_its_placement_group_counts_as_stopped(tmp_path, tune_status):
     """Stopping a trial removes its placement group, which can kill its Ray Train controller before the trial
@@ -102,6 +101,7 @@ def test_a_trial_asha_stopped_whose_run_died_with_its_placement_group_counts_as_
     record = tracker.run(run.run_id)
     assert record.status == RunState.KILLED and "error" not in record.tags
     assert record.tags["asha_stopped"] == "after epoch 1 (rung 1)"
+
 
 def entry(key: str, error: str | None) -> EntryResult:
     values: list[float | None] = [None, None] if error else [40.0, None]
