@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from vtrlab.errors import InputError
-from vtrlab.train.bootstrap import paired_difference, recall_interval, recall_intervals
+from vtrlab.errors import ArtifactError, InputError
+from vtrlab.train.bootstrap import mean_difference, mean_interval, paired_difference, recall_interval
+from vtrlab.train.query_ranks import QueryRanks
 
 
 def brute_force_interval(ranks: np.ndarray, k: int, resamples: int, seed: int, level: float = 0.95):
@@ -40,9 +41,10 @@ def test_intervals_are_deterministic_for_a_seed():
     first, again = recall_interval(ranks, 5, seed=7), recall_interval(ranks, 5, seed=7)
     assert first == again
     assert recall_interval(ranks, 5, seed=8) != first
-    keys = recall_intervals(ranks, "t2v")
-    assert set(keys) == {"t2v_queries", *(f"t2v_R{k}_{side}" for k in (1, 5, 10) for side in ("low", "high"))}
-    assert keys["t2v_queries"] == 300 and keys["t2v_R1_low"] <= keys["t2v_R1_high"]
+    keys = QueryRanks(ranks, ranks[:40]).interval_metrics()
+    sides = {f"{d}_R{k}_{side}" for d in ("t2v", "v2t") for k in (1, 5, 10) for side in ("low", "high")}
+    assert set(keys) == {"t2v_queries", "v2t_queries", *sides}
+    assert keys["t2v_queries"] == 300 and keys["v2t_queries"] == 40 and keys["t2v_R1_low"] <= keys["t2v_R1_high"]
 
 
 def test_an_interval_of_a_constant_score_is_a_point():
@@ -90,3 +92,34 @@ def test_bad_ranks_are_named():
         recall_interval(torch.empty(0), 1)
     with pytest.raises(InputError, match="same queries"):
         paired_difference(torch.ones(3, dtype=torch.long), torch.ones(4, dtype=torch.long), 1)
+
+
+def test_seed_averaged_scores_use_the_same_bootstrap_as_hits():
+    """A query's score may be its hit rate over seeds; with one seed it is the recall's own interval."""
+    ranks = torch.randint(1, 30, (250,), generator=torch.Generator().manual_seed(5))
+    single = mean_interval((ranks <= 5).double(), seed=3)
+    assert single == recall_interval(ranks, 5, seed=3)
+    two_seeds = torch.stack([(ranks <= 5).double(), (ranks <= 1).double()]).mean(dim=0)
+    averaged = mean_interval(two_seeds, seed=3)
+    assert averaged.value == pytest.approx(((ranks <= 5).double().mean() + (ranks <= 1).double().mean()) * 50)
+    assert mean_difference(two_seeds, two_seeds).p_value == 1.0
+
+
+def test_query_ranks_round_trip_and_bad_files_are_named():
+    ranks = QueryRanks(torch.tensor([1, 3, 2]), torch.tensor([2, 1]), "msvd", "test", 4)
+    again = QueryRanks.from_json(ranks.to_json(), "run r/eval/ranks.json")
+    assert torch.equal(again.t2v, ranks.t2v) and torch.equal(again.v2t, ranks.v2t)
+    assert (again.benchmark, again.split, again.epoch) == ("msvd", "test", 4) and again.paired_with(ranks)
+    assert ranks.interval("t2v_R1").queries == 3 and ranks.difference(again, "v2t_R1").difference == 0
+    for text, key in [
+        ("[1, 2]", "format 1"),
+        ('{"format": 1, "t2v": [1, 0], "v2t": [1]}', "'t2v'"),
+        ('{"format": 1, "t2v": [1], "v2t": [true]}', "'v2t'"),
+        ('{"format": 1, "t2v": [1], "v2t": [1], "epoch": "3"}', "'epoch'"),
+        ("not json", "not JSON"),
+    ]:
+        with pytest.raises(ArtifactError, match=key) as raised:
+            QueryRanks.from_json(text, "run r/eval/ranks.json")
+        assert "run r/eval/ranks.json" in str(raised.value)
+    with pytest.raises(ValueError, match="not a recall"):
+        ranks.interval("t2v_MnR")

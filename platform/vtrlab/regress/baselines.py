@@ -1,5 +1,7 @@
 """Baselines and verdicts: the registry champion's recorded value, the suite's previous run, and whether an
-entry's mean over seeds fell further below a comparable baseline than its tolerance allows."""
+entry's mean over seeds fell below a comparable baseline by more than its tolerance allows *and* by more than
+chance explains (the paired bootstrap over the same queries, `vtrlab.regress.paired`, where the runs kept
+their per-query ranks and the metric is a recall; the tolerance alone otherwise)."""
 
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ class Baseline:
     note: str = ""
     run_id: str | None = None
     short: str = ""  # for table cells
+    test: dict[str, Any] | None = None  # entry minus this baseline, paired over queries (PairedDifference.to_dict)
 
 
 @dataclass
@@ -47,6 +50,7 @@ class EntryResult:
     previous: Baseline | None = None
     verdict: str = NO_BASELINE
     reason: str = ""
+    interval: dict[str, Any] | None = None  # the mean's 95% bootstrap interval over queries (Interval.to_dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -70,9 +74,28 @@ class EntryResult:
         return {**asdict(self), "mean": self.mean, "std": self.std}
 
 
+def _difference(test: dict[str, Any]) -> str:
+    interval = f"[{test['low']:+.2f}, {test['high']:+.2f}]"
+    return f"paired difference {test['difference']:+.2f} {interval}, p={test['p_value']:.3f}"
+
+
+def _compared(mean: float, baseline: Baseline, drop: float) -> tuple[bool, str]:
+    """(whether the entry regressed against `baseline`, why in words)."""
+    below = mean < baseline.value - drop - EPSILON
+    sign = "<" if below else ">="
+    text = f"mean {mean:.2f} {sign} {baseline.kind} {baseline.value:.2f} - {drop:.2f}"
+    if baseline.test is None:
+        return below, text + (" (no per-query ranks: tolerance only)" if below else "")
+    lower = baseline.test["significant"] and baseline.test["difference"] < 0
+    if below and not lower:
+        return False, f"{text}, but within chance ({_difference(baseline.test)})"
+    return below, f"{text} ({_difference(baseline.test)})"
+
+
 def judge(result: EntryResult) -> EntryResult:
     """Set `verdict` and `reason`: failed (a seed did not finish), regression (mean below a comparable baseline
-    minus the allowed drop), pass, or no baseline (nothing comparable)."""
+    minus the allowed drop, and significantly below it where the paired test applies), pass, or no baseline
+    (nothing comparable)."""
     if result.failed:
         missing = [s for s, v in zip(result.seeds, result.values, strict=True) if v is None]
         error = result.extra.get("error")
@@ -84,17 +107,10 @@ def judge(result: EntryResult) -> EntryResult:
     if not comparable:
         result.verdict, result.reason = NO_BASELINE, "no comparable baseline"
         return result
-    below = [b for b in comparable if mean < b.value - result.allowed_drop - EPSILON]
-    if below:
-        result.verdict = REGRESSION
-        result.reason = "; ".join(
-            f"mean {mean:.2f} < {b.kind} {b.value:.2f} - {result.allowed_drop:.2f}" for b in below
-        )
-    else:
-        result.verdict = PASS
-        result.reason = "; ".join(
-            f"mean {mean:.2f} >= {b.kind} {b.value:.2f} - {result.allowed_drop:.2f}" for b in comparable
-        )
+    judged = [_compared(mean, b, result.allowed_drop) for b in comparable]
+    regressed = [why for below, why in judged if below]
+    result.verdict = REGRESSION if regressed else PASS
+    result.reason = "; ".join(regressed or [why for _, why in judged])
     return result
 
 

@@ -67,14 +67,17 @@ def recorded_config(version, tracking_uri: str):
     return parse_adapter_config(text, origin)
 
 
-def evaluate_champion(plan: EvalPlan, weights: str | None, tracking_uri: str, use_gpu: bool) -> dict[str, float]:
-    """Load the champion (`vtrlab.load`) and evaluate it on its benchmark's eval split; the body of the task."""
+def evaluate_champion(plan: EvalPlan, weights: str | None, tracking_uri: str, use_gpu: bool) -> dict[str, Any]:
+    """Load the champion (`vtrlab.load`) and evaluate it on its benchmark's eval split: its metrics with the
+    recalls' bootstrap intervals, and its per-query ranks as JSON under `ranks`; the body of the task."""
+    from dataclasses import replace
+
     import torch
 
     import vtrlab
     from vtrlab.data import make_eval_loader
     from vtrlab.data.gallery import eval_gallery
-    from vtrlab.train.evaluate import evaluate
+    from vtrlab.train.evaluate import evaluate_queries
 
     device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
     encoder = vtrlab.load(plan.reference, weights=weights, tracking_uri=tracking_uri, device=device)
@@ -82,7 +85,9 @@ def evaluate_champion(plan: EvalPlan, weights: str | None, tracking_uri: str, us
         plan.data, plan.split, batch_size=plan.batch_size, num_frames=plan.num_frames, max_words=plan.max_words
     )
     gallery = eval_gallery(loader.dataset.manifest, plan.split, plan.data, allow_missing=plan.allow_missing)
-    return evaluate(encoder, loader, device, gallery, plan.max_words)
+    metrics, ranks = evaluate_queries(encoder, loader, device, gallery, plan.max_words)
+    ranks = replace(ranks, benchmark=plan.benchmark, split=plan.split)
+    return {**metrics, **ranks.interval_metrics(), "ranks": ranks.to_json()}
 
 
 def evaluate_all(suite: Suite, plans: list[EvalPlan], tracking_uri: str) -> dict[str, dict[str, Any]]:

@@ -49,6 +49,27 @@ def _baseline_cell(baseline: Baseline | None) -> str:
     return text + ("" if baseline.comparable else " reference only")
 
 
+def _interval_cell(result: EntryResult) -> str:
+    interval = result.interval
+    if interval is None:
+        return "-"
+    return f"[{interval['low']:.2f}, {interval['high']:.2f}] ({interval['queries']} queries)"
+
+
+def _test_cell(baseline: Baseline | None) -> str:
+    if baseline is None or baseline.test is None:
+        return "-"
+    test = baseline.test
+    mark = " significant" if test["significant"] else ""
+    return f"{test['difference']:+.2f} [{test['low']:+.2f}, {test['high']:+.2f}]{mark}"
+
+
+RULE = (
+    "regression when mean < baseline - allowed drop and, for a recall with per-query ranks on both sides, the "
+    "paired bootstrap difference over the same queries is significantly below zero (95%)"
+)
+
+
 def details(result: EntryResult) -> str:
     """The verdict's reason and what each baseline is, in one line."""
     parts = [f"{result.verdict} ({result.reason})"]
@@ -76,8 +97,11 @@ def table_rows(results: list[EntryResult]) -> list[dict[str, str]]:
                 "method": r.method,
                 "seeds": values,
                 "mean ± std": f"{_num(r.mean)} ± {r.std:.2f}",
+                "95% interval": _interval_cell(r),
                 "champion": _baseline_cell(r.champion),
+                "vs champion": _test_cell(r.champion),
                 "previous run": _baseline_cell(r.previous),
+                "vs previous": _test_cell(r.previous),
                 "allowed drop": f"{r.allowed_drop:.2f}",
                 "verdict": r.verdict,
             }
@@ -92,7 +116,7 @@ def markdown(header: ReportHeader, results: list[EntryResult]) -> str:
         f"# {header.title}: {overall(results)}",
         "",
         f"- started {header.started}, {header.wall_seconds:.0f} s; metric `{header.metric}` (last epoch, mean "
-        "over seeds); regression when mean < baseline - allowed drop",
+        f"over seeds; intervals: bootstrap over queries); {RULE}",
         f"- suite file `{header.suite_file}`, git commit `{header.git_commit}`",
         f"- MLflow: experiment `{header.experiment}`, run `{header.run_id}` at `{header.tracking_uri}`",
         "",
@@ -126,7 +150,7 @@ def html_page(header: ReportHeader, results: list[EntryResult], png: bytes) -> s
 td,th{{border:1px solid #d0d7de;padding:4px 8px;text-align:left}}th{{background:#f6f8fa}}</style></head>
 <body><h1>{html.escape(header.title)}: <span style="color:{COLOURS[verdict]}">{verdict}</span></h1>
 <p>started {html.escape(header.started)}, {header.wall_seconds:.0f} s; metric <code>{html.escape(header.metric)}</code>
-(last epoch, mean over seeds); regression when mean &lt; baseline - allowed drop<br>
+(last epoch, mean over seeds; intervals: bootstrap over queries); {html.escape(RULE)}<br>
 suite file <code>{html.escape(header.suite_file)}</code>, git commit <code>{html.escape(header.git_commit)}</code><br>
 MLflow: experiment <code>{html.escape(header.experiment)}</code>, run <code>{html.escape(header.run_id)}</code>
 at <code>{html.escape(header.tracking_uri)}</code></p>

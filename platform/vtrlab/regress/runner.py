@@ -25,6 +25,7 @@ from vtrlab.errors import ConfigError, RunsFailedError
 from vtrlab.paths import vtrlab_home
 from vtrlab.regress import tracking
 from vtrlab.regress.baselines import EntryResult, champion_baseline, earlier_runs, judge, previous_baseline
+from vtrlab.regress.paired import attach_paired_tests
 from vtrlab.regress.report import ReportHeader, overall, write_report
 from vtrlab.regress.suite import load_suite
 from vtrlab.regress.verdicts import REGRESSION
@@ -162,6 +163,7 @@ class RegressionRunner:
                 history = earlier_runs(tracker, self.experiment, self.mode, before)
                 for result in results:
                     result.previous = previous_baseline(history, result.key, self.suite.metric, result.fingerprint)
+                    attach_paired_tests(tracker, result, self.suite.metric)
                     judge(result)
                 wall = time.perf_counter() - started
                 header = ReportHeader(
@@ -270,7 +272,7 @@ class RegressionRunner:
             version, measured = champions[plan.benchmark], metrics[plan.benchmark]
             key = f"{plan.benchmark}.champion"
             child_id = tracking.log_evaluation(
-                tracker, self.experiment, f"{self.run_key}/{key}", parent_id, suite, plan, version, measured
+                tracker, self.experiment, f"{self.run_key}/{key}", key, parent_id, suite, plan, version, measured
             )
             result = EntryResult(
                 key=key,

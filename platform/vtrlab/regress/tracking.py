@@ -16,6 +16,7 @@ from vtrlab.tracking.client import Tracker
 from vtrlab.tracking.provenance import flatten_params, git_commit, provenance_params
 from vtrlab.tracking.records import TAG_KIND, RunState, VersionRecord
 from vtrlab.tracking.registry import champion_version, registered_model_name
+from vtrlab.train.query_ranks import RANKS_ARTIFACT
 
 
 def regression_tags(suite: Suite, **extra: str) -> dict[str, str]:
@@ -77,15 +78,18 @@ def log_evaluation(
     tracker: Tracker,
     experiment: str,
     key: str,
+    entry: str,
     parent_id: str,
     suite: Suite,
     plan: Any,
     version: VersionRecord,
     measured: dict[str, Any],
 ) -> str:
-    """A child run of the regression for one champion evaluation (its metrics, or the error); returns its id."""
+    """A child run of the regression for entry `entry`, one champion evaluation (its metrics and per-query
+    ranks, or the error); returns its id."""
     tags = {
         TAG_KIND: "evaluation",
+        "entry": entry,
         "method": version.tags.get("method", "?"),
         "benchmark": plan.benchmark,
         **regression_tags(suite),
@@ -97,6 +101,8 @@ def log_evaluation(
     )
     tracker.log_params(run.run_id, flatten_params({**plan.__dict__, "weights": suite.weights}))
     tracker.log_metrics(run.run_id, {k: v for k, v in measured.items() if isinstance(v, int | float)})
+    if "ranks" in measured:
+        tracker.log_text(run.run_id, measured["ranks"], RANKS_ARTIFACT)
     if "error" in measured:
         tracker.end_run(run.run_id, RunState.FAILED, error=str(measured["error"]))
     else:

@@ -59,23 +59,24 @@ class PairedDifference:
         return {**asdict(self), "significant": self.significant}
 
 
-def _hits(ranks: Tensor, k: int) -> Tensor:
+def hits(ranks: Tensor, k: int) -> Tensor:
+    """1.0 where a query's rank is at most `k`, else 0.0 (float64, one per query)."""
     if not isinstance(ranks, Tensor) or ranks.dim() != 1 or ranks.numel() == 0:
         raise InputError("ranks must be a non-empty 1-D tensor of 1-based ranks (one per query)")
     return (ranks <= k).double()
 
 
-def _resampled_means(hits: list[Tensor], resamples: int, seed: int) -> list[Tensor]:
-    """Per tensor in `hits` (all over the same queries), the means of `resamples` resamples of the queries,
+def _resampled_means(scores: list[Tensor], resamples: int, seed: int) -> list[Tensor]:
+    """Per tensor in `scores` (all over the same queries), the means of `resamples` resamples of the queries,
     drawn with the same indices for every tensor."""
-    n = hits[0].numel()
+    n = scores[0].numel()
     generator = torch.Generator().manual_seed(seed)
     block = max(1, BLOCK_ELEMENTS // n)
-    means: list[list[Tensor]] = [[] for _ in hits]
+    means: list[list[Tensor]] = [[] for _ in scores]
     for start in range(0, resamples, block):
         count = min(block, resamples - start)
         index = torch.randint(0, n, (count, n), generator=generator)
-        for i, h in enumerate(hits):
+        for i, h in enumerate(scores):
             means[i].append(h[index].mean(dim=1))
     return [torch.cat(m) for m in means]
 
@@ -86,22 +87,34 @@ def _percentiles(values: Tensor, level: float) -> tuple[float, float]:
     return float(low), float(high)
 
 
+def _per_query(scores: Tensor) -> Tensor:
+    if not isinstance(scores, Tensor) or scores.dim() != 1 or scores.numel() == 0:
+        raise InputError("per-query scores must be a non-empty 1-D tensor (one per query)")
+    return scores.double()
+
+
+def mean_interval(scores: Tensor, resamples: int = RESAMPLES, seed: int = 0, level: float = LEVEL) -> Interval:
+    """The mean of per-query scores in [0, 1] (e.g. hits, or hits averaged over seeds), in percent, with its
+    `level` bootstrap interval over queries."""
+    scores = _per_query(scores)
+    (means,) = _resampled_means([scores], resamples, seed)
+    low, high = _percentiles(means * 100.0, level)
+    return Interval(float(scores.mean() * 100.0), low, high, scores.numel(), level)
+
+
 def recall_interval(ranks: Tensor, k: int, resamples: int = RESAMPLES, seed: int = 0, level: float = LEVEL) -> Interval:
     """Recall@k (percent) of `ranks` with its `level` bootstrap interval over queries."""
-    hits = _hits(ranks, k)
-    (means,) = _resampled_means([hits], resamples, seed)
-    low, high = _percentiles(means * 100.0, level)
-    return Interval(float(hits.mean() * 100.0), low, high, hits.numel(), level)
+    return mean_interval(hits(ranks, k), resamples, seed, level)
 
 
-def paired_difference(
-    ranks_a: Tensor, ranks_b: Tensor, k: int, resamples: int = RESAMPLES, seed: int = 0, level: float = LEVEL
+def mean_difference(
+    scores_a: Tensor, scores_b: Tensor, resamples: int = RESAMPLES, seed: int = 0, level: float = LEVEL
 ) -> PairedDifference:
-    """Recall@k of A minus B (percent points) on the same queries, with the paired bootstrap interval and a
-    two-sided p-value (twice the share of resampled differences on the far side of zero)."""
-    a, b = _hits(ranks_a, k), _hits(ranks_b, k)
+    """Mean per-query score of A minus B (percent points) on the same queries, with the paired bootstrap
+    interval and a two-sided p-value (twice the share of resampled differences on the far side of zero)."""
+    a, b = _per_query(scores_a), _per_query(scores_b)
     if a.shape != b.shape:
-        raise InputError(f"paired ranks must be over the same queries: {a.numel()} vs {b.numel()} ranks")
+        raise InputError(f"paired scores must be over the same queries: {a.numel()} vs {b.numel()} queries")
     diff_a, diff_b = _resampled_means([a, b], resamples, seed)
     differences = (diff_a - diff_b) * 100.0
     low, high = _percentiles(differences, level)
@@ -115,12 +128,11 @@ def paired_difference(
     return PairedDifference(observed, low, high, p_value, a.numel(), level)
 
 
-def recall_intervals(
-    ranks: Tensor, prefix: str, ks: tuple[int, ...] = (1, 5, 10), resamples: int = RESAMPLES, seed: int = 0
-) -> dict[str, float]:
-    """`{prefix}_R{k}_low`, `..._high` for each k and `{prefix}_queries`: the flat keys MLflow logs."""
-    out: dict[str, float] = {f"{prefix}_queries": float(ranks.numel())}
-    for k in ks:
-        interval = recall_interval(ranks, k, resamples, seed)
-        out[f"{prefix}_R{k}_low"], out[f"{prefix}_R{k}_high"] = interval.low, interval.high
-    return out
+def paired_difference(
+    ranks_a: Tensor, ranks_b: Tensor, k: int, resamples: int = RESAMPLES, seed: int = 0, level: float = LEVEL
+) -> PairedDifference:
+    """Recall@k of A minus B (percent points) on the same queries (`mean_difference` of their hits)."""
+    a, b = hits(ranks_a, k), hits(ranks_b, k)
+    if a.shape != b.shape:
+        raise InputError(f"paired ranks must be over the same queries: {a.numel()} vs {b.numel()} ranks")
+    return mean_difference(a, b, resamples, seed, level)

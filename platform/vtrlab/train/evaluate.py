@@ -16,7 +16,8 @@ import torch.distributed as dist
 from vtrlab.data.gallery import Gallery
 from vtrlab.model.dual_encoder import VideoTextDualEncoder
 from vtrlab.model.tokenizer import tokenize
-from vtrlab.train.metrics import retrieval_metrics
+from vtrlab.train.metrics import metrics_from_ranks, retrieval_ranks
+from vtrlab.train.query_ranks import QueryRanks
 from vtrlab.train.step import autocast_for
 
 
@@ -150,7 +151,6 @@ def score_videos(encoder: VideoTextDualEncoder, text: torch.Tensor, videos: Vide
     return encoder.score_video_features(text, videos.frame_emb, videos.frame_mask, videos.patch_emb)
 
 
-@torch.no_grad()
 def evaluate(
     encoder: VideoTextDualEncoder,
     loader: Iterable[dict],
@@ -158,7 +158,21 @@ def evaluate(
     gallery: Gallery | None = None,
     max_words: int | None = None,
 ) -> dict[str, float]:
-    """T2V/V2T R@1/5/10, MdR, MnR and R@Sum of `encoder` on every video the loaders of all ranks yield.
+    """The metrics of `evaluate_queries` (without the per-query ranks)."""
+    return evaluate_queries(encoder, loader, device, gallery, max_words)[0]
+
+
+@torch.no_grad()
+def evaluate_queries(
+    encoder: VideoTextDualEncoder,
+    loader: Iterable[dict],
+    device: torch.device | str = "cpu",
+    gallery: Gallery | None = None,
+    max_words: int | None = None,
+) -> tuple[dict[str, float], QueryRanks]:
+    """T2V/V2T R@1/5/10, MdR, MnR and R@Sum of `encoder` on every video the loaders of all ranks yield, and
+    the rank of every query (in manifest order: caption queries for T2V, video queries for V2T) from which
+    they are computed; the ranks' `benchmark` and `split` are left for the caller to fill in.
 
     `gallery` (`vtrlab.data.gallery.eval_gallery`): its missing videos join the gallery as zero-frame clips,
     their captions (tokenised to `max_words`) as queries. A zero-frame clip has no features, so it scores 0
@@ -187,7 +201,8 @@ def evaluate(
     sim = score_videos(encoder, text, videos).float().cpu()
     if missing:
         sim = torch.cat([sim, sim.new_zeros(len(sim), len(missing))], dim=1)
-    metrics = retrieval_metrics(sim, owner)
+    t2v_ranks, v2t_ranks = retrieval_ranks(sim, owner)
+    metrics = metrics_from_ranks(t2v_ranks, v2t_ranks)
     metrics.update({"eval_videos": float(sim.shape[1]), "eval_captions": float(sim.shape[0])})
     metrics["eval_missing_videos"] = float(len(missing))
-    return metrics
+    return metrics, QueryRanks(t2v_ranks.cpu(), v2t_ranks.cpu())

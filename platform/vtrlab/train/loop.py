@@ -1,9 +1,10 @@
 """The Ray Train worker loop: stream shards, train the adapter, evaluate, log, checkpoint every epoch.
 
 Runs on every worker of a `TorchTrainer` (see `vtrlab.train.runner`). Rank 0 writes the checkpoint and
-the MLflow metrics; every rank reports to Ray Train (a barrier). After a worker failure, Ray Train restarts
-the workers and `ray.train.get_checkpoint()` hands back the last finished epoch, so the loop continues
-from there and, because MLflow logging is idempotent per epoch, the run's history has no duplicates or gaps.
+the MLflow metrics (with the recalls' 95% bootstrap intervals, and the per-query ranks as `eval/ranks.json`);
+every rank reports to Ray Train (a barrier). After a worker failure, Ray Train restarts the workers and
+`ray.train.get_checkpoint()` hands back the last finished epoch, so the loop continues from there and,
+because MLflow logging is idempotent per epoch, the run's history has no duplicates or gaps.
 Each report carries `epochs_done` (epochs finished, checkpoint included), the time axis ASHA judges on.
 """
 
@@ -14,6 +15,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -27,7 +29,8 @@ from vtrlab.model.factory import create_model
 from vtrlab.model.params import count_parameters
 from vtrlab.storage import checkpoint_directory
 from vtrlab.train.checkpoint import load_training_state, save_training_state
-from vtrlab.train.evaluate import evaluate
+from vtrlab.train.evaluate import evaluate_queries
+from vtrlab.train.query_ranks import RANKS_ARTIFACT, QueryRanks
 from vtrlab.train.schedule import warmup_cosine
 from vtrlab.train.step import make_optimizer, recipe_for, training_step
 
@@ -149,7 +152,9 @@ def train_loop(config: dict[str, Any]) -> None:
                 if first_step_at is None:
                     first_step_at = time.time()
         train_seconds = time.perf_counter() - started
-        metrics: dict[str, float] = dict(evaluate(encoder, eval_loader, device, gallery, spec.max_words))
+        metrics, ranks = evaluate_queries(encoder, eval_loader, device, gallery, spec.max_words)
+        ranks = replace(ranks, benchmark=spec.benchmark, split=spec.eval_split, epoch=epoch)
+        metrics.update(ranks.interval_metrics())  # 95% bootstrap intervals of the recalls, over queries
         metrics.update(
             {
                 "epoch": float(epoch),
@@ -164,7 +169,7 @@ def train_loop(config: dict[str, Any]) -> None:
             # per-trial overhead: from the trial's start (driver side) to the end of its first training step
             metrics["startup_seconds"] = first_step_at - float(tracking["started_at"])
         if logger is not None:
-            logger.log(epoch, metrics)
+            logger.log(epoch, metrics, ranks)
         with tempfile.TemporaryDirectory() as directory:
             saved = None
             if rank == 0:
@@ -186,7 +191,10 @@ class _EpochLogger:
         self.run_id = tracking["run_id"]
         self.monitor = self.tracker.system_metrics(self.run_id)
 
-    def log(self, epoch: int, metrics: dict[str, float]) -> None:
+    def log(self, epoch: int, metrics: dict[str, float], ranks: QueryRanks) -> None:
+        """The epoch's metrics, and its per-query ranks as `eval/ranks.json` (the latest epoch's: what the
+        run's last metrics were computed from)."""
         self.tracker.log_epoch(self.run_id, epoch, metrics)
+        self.tracker.log_text(self.run_id, ranks.to_json(), RANKS_ARTIFACT)
         if metrics.get("eval_missing_videos"):  # allow_missing let a short gallery through: say so on the run
             self.tracker.set_tags(self.run_id, {"vtrlab.eval_missing_videos": int(metrics["eval_missing_videos"])})
