@@ -4,6 +4,8 @@ reference rows, and the errors for experiments that do not exist or hold no runs
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -15,6 +17,7 @@ from vtrlab.report.collect import TrialRecord
 from vtrlab.report.plots import pareto_front
 from vtrlab.report.references import load_references
 from vtrlab.report.table import MEASURED, REPORTED, best_rows, markdown_table, reference_rows
+from vtrlab.train.query_ranks import QueryRanks
 
 pytestmark = pytest.mark.slow
 
@@ -48,6 +51,27 @@ def test_the_table_has_the_best_trial_of_every_method(workflow, compared):
         assert row["gpu_hours"] == 0.0  # CPU workers hold no GPU
         assert row["wall_hours"] > 0
     assert rows["mv-adapter"]["trials"] == 2
+    client = MlflowClient(workflow["tracking_uri"])
+    for method, row in rows.items():  # intervals from the best run's own per-query ranks, over all its queries
+        with tempfile.TemporaryDirectory() as directory:
+            path = client.download_artifacts(row["run_id"], "eval/ranks.json", directory)
+            ranks = QueryRanks.from_json(Path(path).read_text(), path)
+        assert row["queries"] == {"t2v": ranks.t2v.numel(), "v2t": ranks.v2t.numel()}
+        assert row["metrics"]["t2v_queries"] == row["queries"]["t2v"]  # what the run logged
+        for metric in ("t2v_R1", "t2v_R5", "t2v_R10", "v2t_R1", "v2t_R5", "v2t_R10"):
+            interval = row["intervals"][metric]
+            assert interval == ranks.interval(metric).to_dict(), (method, metric)
+            assert interval["low"] <= row["metrics"][metric] <= interval["high"]
+        assert (row["versus_baseline"] is None) == (method == "zero-shot")
+    contrasts = compared["json"]["contrasts"]
+    assert {frozenset((c["a"], c["b"])) for c in contrasts} == {
+        frozenset(pair)
+        for pair in (("zero-shot", "bottleneck"), ("zero-shot", "mv-adapter"), ("bottleneck", "mv-adapter"))
+    }
+    for contrast in contrasts:
+        assert contrast["difference"] >= 0 and contrast["low"] <= contrast["difference"] <= contrast["high"]
+        assert contrast["significant"] == (contrast["low"] > 0 or contrast["high"] < 0)
+    assert "Paired differences in T2V R@1" in compared["result"].stdout
     assert rows["zero-shot"]["trainable_params"] == 0
     assert 0 < rows["mv-adapter"]["trainable_pct"] < 100
     stdout = compared["result"].stdout
@@ -65,7 +89,8 @@ def test_the_report_files_are_written_and_logged_to_the_parent_run(workflow, com
     assert html.count("data:image/png;base64,") == 2 and "mv-adapter" in html
     markdown = (out / "comparison.md").read_text()
     assert "](pareto.png)" in markdown and "](learning_curves.png)" in markdown
-    assert "46.2/73.2/82.7" in markdown  # MV-Adapter's reported MSR-VTT T2V, in the papers' section
+    assert "*46.2* | *73.2* | *82.7*" in markdown  # MV-Adapter's reported MSR-VTT T2V, in the papers' section
+    assert "## Paired differences in T2V R@1" in markdown and "Paired differences in T2V R@1" in html
     client = MlflowClient(workflow["tracking_uri"])
     (parent,) = compared["json"]["logged_to"]
     assert client.get_run(parent).data.tags["vtrlab.kind"] == "sweep"

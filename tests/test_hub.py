@@ -367,3 +367,34 @@ def test_search_takes_split_frames_and_words_from_the_artifact(synth_small, tmp_
     bare = PulledAdapter(tmp_path / "bare", "m", "2", [], "run", "src", "bottleneck", {}, {}, "sha", None)
     with pytest.raises(ArtifactError, match=r"bare/adapter_config\.json: key evaluation is missing"):
         retrieval_settings(bare)
+
+
+def test_mlflow_pyfunc_loads_the_champion_as_any_mlflow_user_would(in_process, champion):
+    """The registered version is an MLflow logged model (its Models entry, its page's model link), and the
+    standard `mlflow.pyfunc.load_model("models:/NAME@champion")` gives the adapter's own embeddings."""
+    import vtrlab
+    from vtrlab.model.tokenizer import tokenize
+
+    version = MlflowClient(in_process["tracking_uri"]).get_model_version_by_alias(in_process["model"], "champion")
+    assert version.model_id and version.source.startswith("models:/")
+    captions = ["a red square slides left, then a blue circle appears", "a green triangle disappears"]
+    uri = f"models:/{in_process['model']}@champion"
+    script = (
+        "import json, sys, mlflow.pyfunc, pandas\n"
+        f"model = mlflow.pyfunc.load_model({uri!r})\n"
+        "rows = model.predict(pandas.DataFrame({'text': json.loads(sys.argv[1])}))\n"
+        "print(json.dumps(rows.tolist()))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(captions)],
+        env={**in_process["env"], "MLFLOW_TRACKING_URI": in_process["tracking_uri"]},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    embedded = torch.tensor(json.loads(done.stdout.strip().splitlines()[-1]))
+    encoder = vtrlab.load(f"{in_process['model']}@champion")
+    with torch.no_grad():
+        expected = encoder.encode_text(tokenize(captions, encoder.evaluation.max_words))
+    assert embedded.shape == expected.shape and torch.allclose(embedded, expected, atol=1e-5)

@@ -1,5 +1,6 @@
-"""The MLflow UI as the comparison surface: `vtrlab ui` serves the store, and headless Chromium (Debian's,
-driven by Playwright) shows the sweep's trial runs with their metric column; the screenshot is kept."""
+"""The MLflow UI as the comparison surface: `vtrlab ui` serves the store and prints each experiment's page, which
+headless Chromium (Debian's, driven by Playwright) opens on the training runs with method, benchmark, T2V/V2T
+R@1 and trainable share as columns, and the chart view comparing methods across two sweeps; screenshots kept."""
 
 from __future__ import annotations
 
@@ -8,12 +9,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import urllib.parse
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
+from conftest import WORKFLOW_SPEC
 from servers import free_port, wait_for_http
 
 pytestmark = pytest.mark.slow
@@ -57,45 +58,100 @@ def ui_server(workflow):
         log.close()
 
 
-def test_the_experiment_page_shows_the_trial_runs_and_their_metrics(workflow, ui_server):
+@pytest.fixture(scope="module")
+def second_sweep(workflow) -> str:
+    """A second, smaller sweep into the same store (nothing registered): the chart view compares across sweeps."""
+    import yaml
+
+    from servers import run_vtrlab
+
+    spec = {
+        **WORKFLOW_SPEC,
+        "name": "workflow-again",
+        "weights": workflow["weights"],
+        "data": {"synthetic": workflow["data"]},
+        "train": {**WORKFLOW_SPEC["train"], "epochs": 1, "epoch_batches": 2},
+        "methods": {"zero-shot": {}, "bottleneck": WORKFLOW_SPEC["methods"]["bottleneck"]},
+        "budget": {**WORKFLOW_SPEC["budget"], "trials": 1, "grace_period": 1},
+        "register_best": False,
+    }
+    path = workflow["home"] / "workflow-again.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    result = run_vtrlab(["sweep", str(path)], workflow["env"])
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return "sweep-workflow-again"
+
+
+def printed_links(ui_server) -> dict[str, str]:
+    """{experiment name (or the charts line): URL} as `vtrlab ui` printed them."""
+    ui_server["log"].seek(0)
+    links = {}
+    for line in ui_server["log"].read().decode().splitlines():
+        name, _, url = line.strip().rpartition(": ")
+        if url.startswith("http://"):
+            links[name] = url
+    return links
+
+
+def browse(url: str, ready: str, screenshot: str) -> tuple[str, list[str | None]]:
+    """Open `url` in headless Chromium, wait for the text `ready`, keep a screenshot; (page text, the column
+    ids of the runs table's headers)."""
     from playwright.sync_api import sync_playwright
 
-    client = MlflowClient(workflow["tracking_uri"])
-    experiment = client.get_experiment_by_name("sweep-workflow")
-    trials = client.search_runs([experiment.experiment_id], "tags.`vtrlab.kind` = 'trial'")
-    assert len(trials) == 4
-    ui_server["log"].seek(0)
-    printed = ui_server["log"].read().decode()
-    runs_page = f"{ui_server['base']}/#/experiments/{experiment.experiment_id}/runs"
-    assert runs_page in printed  # `vtrlab ui` prints each experiment's page
-    # the trial runs as a flat list (a filter un-nests child runs), best first
-    query = urllib.parse.urlencode(
-        {"searchFilter": "tags.`vtrlab.kind` = 'trial'", "orderByKey": "metrics.`t2v_R1`", "orderByAsc": "false"},
-        quote_via=urllib.parse.quote,
-    )
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1800, "height": 700})
-            page.goto(f"{runs_page}?{query}")
-            page.get_by_text(f"{len(trials)} matching runs").wait_for(timeout=60_000)
-            page.get_by_text("Sort:").click()  # choosing a metric to sort by adds its column
-            page.get_by_test_id("sort-select-t2v_R1").click()
-            page.keyboard.press("Escape")
-            page.locator('[role=columnheader][col-id="metrics.`t2v_R1`"]').wait_for(timeout=30_000)
+            page = browser.new_page(viewport={"width": 1800, "height": 900})
+            page.goto(url)
+            page.get_by_text(ready).first.wait_for(timeout=60_000)
             assistant = page.get_by_role("button", name="Close")  # MLflow 3's assistant panel takes a third
             if assistant.count():
                 assistant.first.click()
-            best = f"{max(r.data.metrics['t2v_R1'] for r in trials):g}"  # trials may tie: any such cell
-            page.get_by_role("gridcell", name=best).first.wait_for()
-            page.screenshot(path=str(SCREENSHOTS / "mlflow-experiment-runs.png"))
-            text = page.inner_text("body")
+            page.wait_for_timeout(1500)  # the charts draw after the runs arrive
+            page.screenshot(path=str(SCREENSHOTS / screenshot))
+            headers = page.locator("[role=columnheader]")
+            columns = [headers.nth(i).get_attribute("col-id") for i in range(headers.count())]
+            return page.inner_text("body"), columns
         finally:
             browser.close()
-    for run in trials:
+
+
+def test_the_experiment_opens_on_its_training_runs_with_the_comparison_columns(workflow, ui_server):
+    client = MlflowClient(workflow["tracking_uri"])
+    experiment = client.get_experiment_by_name("sweep-workflow")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # not the GenAI overview
+    trials = client.search_runs([experiment.experiment_id], "tags.`vtrlab.kind` = 'trial'")
+    assert len(trials) == 4
+    link = printed_links(ui_server)["sweep-workflow"]  # `vtrlab ui` prints each experiment's page
+    assert link.startswith(f"{ui_server['base']}/#/experiments/{experiment.experiment_id}/runs")
+    text, columns = browse(link, f"{len(trials)} matching runs", "mlflow-training-runs.png")
+    assert "Training runs" in text
+    wanted = ["tags.`method`", "tags.`benchmark`", *(f"metrics.`{m}`" for m in ("t2v_R1", "v2t_R1", "trainable_pct"))]
+    assert set(wanted) <= set(columns), columns
+    for run in trials:  # flat (the sweep's parent run filtered out), with their values
         assert run.info.run_name in text, run.info.run_name
         assert f"{run.data.metrics['t2v_R1']:g}"[:5] in text, run.data.metrics["t2v_R1"]
+        assert f"{run.data.metrics['trainable_pct']:g}"[:4] in text, run.data.metrics["trainable_pct"]
+    (parent,) = client.search_runs([experiment.experiment_id], "tags.`vtrlab.kind` = 'sweep'")
+    assert parent.info.run_name not in text  # the training runs alone, flat
+    assert (SCREENSHOTS / "mlflow-training-runs.png").stat().st_size > 10_000
+
+
+def test_the_chart_view_compares_methods_across_two_sweeps(workflow, second_sweep, ui_server):
+    client = MlflowClient(workflow["tracking_uri"])
+    names = ("sweep-workflow", second_sweep)
+    experiments = [client.get_experiment_by_name(name) for name in names]
+    runs = client.search_runs([e.experiment_id for e in experiments], "tags.`method` LIKE '%'")
+    assert len(runs) == 4 + 2
+    (link,) = [url for name, url in printed_links(ui_server).items() if name.startswith("charts:")]
+    assert "compare-experiments" in link and "compareRunsMode=CHART" in link
+    text, _ = browse(link, "Displaying Runs from 2 Experiments", "mlflow-charts-two-sweeps.png")
+    for metric in ("t2v_R1", "v2t_R1", "trainable_pct"):  # one chart per metric, a bar per run of both sweeps
+        assert metric in text
+    for run in runs:
+        assert run.info.run_name in text, run.info.run_name
     for method in ("zero-shot", "bottleneck", "mv-adapter"):
         assert f"{method}-synthetic-" in text
-    assert (SCREENSHOTS / "mlflow-experiment-runs.png").stat().st_size > 10_000
+    assert f"{len(runs)} matching runs" in text
+    assert (SCREENSHOTS / "mlflow-charts-two-sweeps.png").stat().st_size > 10_000

@@ -31,12 +31,17 @@ def compare_command(
 
 def print_comparison(comparison) -> None:
     """The table, then where the report files and MLflow runs are."""
-    from vtrlab.report.compare import EXPLANATION
+    from vtrlab.report.compare import CONTRASTS_TITLE, EXPLANATION, contrast_lines
     from vtrlab.report.table import REPORTED, rich_table
 
     console = Console(width=max(Console().width, 150), soft_wrap=True)
     console.print(rich_table(comparison.rows, comparison.title))
     console.print(EXPLANATION)
+    lines = contrast_lines(comparison)
+    if lines:
+        console.print(f"{CONTRASTS_TITLE}:")
+        for line in lines:
+            console.print(f"  {line}", highlight=False)
     benchmarks = {row.benchmark for row in comparison.measured}
     if not any(row.kind == REPORTED for row in comparison.rows):
         console.print(

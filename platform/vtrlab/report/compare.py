@@ -16,14 +16,19 @@ from vtrlab.report.collect import TrialRecord, collect_trials
 from vtrlab.report.plots import learning_curves, pareto_plot
 from vtrlab.report.references import references_for
 from vtrlab.report.table import MEASURED, ComparisonRow, best_rows, html_table, markdown_table, reference_rows
+from vtrlab.report.uncertainty import BASELINE_METHOD, Contrast, against_baseline, contrasts, query_ranks_of
 from vtrlab.tracking.client import Tracker
 
 ARTIFACT_DIR = "compare"
 EXPLANATION = (
-    "Measured rows: the best trial by T2V R@1 per benchmark and method (R@k in %, ranks 1-based); GPU-h and "
-    "wall-h sum every trial of the method on the benchmark. Reported rows (italic) are the papers' numbers, "
-    "not measured here."
+    "Measured rows: the best trial by T2V R@1 per benchmark and method (R@k in %, ranks 1-based), each recall "
+    "with its 95% bootstrap interval over the test queries (1000 resamples, seed 0); 'vs zero-shot' is the paired "
+    "bootstrap difference in T2V R@1 on the same queries (significant when its 95% interval excludes 0). "
+    "GPU-h and wall-h sum every trial of the method on the benchmark. Reported rows (italic) are the papers' "
+    "numbers, not measured here. The best of several trials is picked on the test split itself, so its score "
+    "is optimistic (the papers report the same way)."
 )
+CONTRASTS_TITLE = "Paired differences in T2V R@1 (95% paired bootstrap over the same queries)"
 HTML_STYLE = (
     "body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;font-size:14px}"
     "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:nth-child(-n+3),th:nth-child(-n+3)"
@@ -42,6 +47,7 @@ class Comparison:
     rows: list[ComparisonRow]  # measured best per (benchmark, method), then reported references
     files: dict[str, Path] = field(default_factory=dict)
     logged_to: list[str] = field(default_factory=list)  # parent run ids
+    contrasts: list[Contrast] = field(default_factory=list)  # paired T2V R@1 differences between methods
     failed: int = 0  # trial runs left out: they failed
     running: int = 0  # trial runs left out: still running (or left so by a dead driver: `vtrlab reconcile`)
 
@@ -55,6 +61,7 @@ class Comparison:
             "tracking_uri": self.tracking_uri,
             "experiments": self.experiments,
             "rows": [row.to_dict() for row in self.rows],
+            "contrasts": [c.to_dict() for c in self.contrasts],
             "trials": [
                 {
                     "run_id": t.run_id,
@@ -84,11 +91,37 @@ def build_comparison(
     collected = collect_trials(tracker, experiments, benchmark)
     trials = collected.trials
     measured = best_rows(trials)
+    found = attach_uncertainty(tracker, measured)
     benchmarks = {row.benchmark for row in measured}
     names = sorted({t.experiment for t in trials})
     title = f"vtrlab comparison: {', '.join(names)}" + (f" ({benchmark})" if benchmark else "")
     rows = measured + reference_rows(references_for(benchmarks))
-    return Comparison(title, tracker.uri, names, trials, rows, failed=collected.failed, running=collected.running)
+    return Comparison(
+        title, tracker.uri, names, trials, rows, contrasts=found, failed=collected.failed, running=collected.running
+    )
+
+
+def attach_uncertainty(tracker: Tracker, measured: list[ComparisonRow]) -> list[Contrast]:
+    """Give each measured row its recalls' intervals, its query counts and its paired difference from zero-shot
+    (from its run's per-query ranks); returns every pairwise contrast per benchmark."""
+    ranks = query_ranks_of(tracker, [row.run_id for row in measured if row.run_id])
+    found: list[Contrast] = []
+    for benchmark in sorted({row.benchmark for row in measured}):
+        members = [row for row in measured if row.benchmark == benchmark and row.run_id in ranks]
+        for row in members:
+            row_ranks = ranks[row.run_id]
+            row.intervals = {metric: interval.to_dict() for metric, interval in row_ranks.intervals().items()}
+            row.queries = {"t2v": row_ranks.t2v.numel(), "v2t": row_ranks.v2t.numel()}
+        found += contrasts(benchmark, [(row.method, ranks[row.run_id]) for row in members])
+        for row in members:
+            versus = against_baseline(found, row.method, benchmark) if row.method != BASELINE_METHOD else None
+            row.versus_baseline = versus.to_dict() if versus is not None else None
+    return found
+
+
+def contrast_lines(comparison: Comparison) -> list[str]:
+    """One line per pair of methods on a benchmark: the paired T2V R@1 difference and whether it is significant."""
+    return [f"{c.benchmark}: {c}" for c in comparison.contrasts]
 
 
 def _markdown(comparison: Comparison, reported: list[ComparisonRow], pictures: dict[str, str]) -> str:
@@ -98,6 +131,10 @@ def _markdown(comparison: Comparison, reported: list[ComparisonRow], pictures: d
         f"Tracking store: `{comparison.tracking_uri}`. {EXPLANATION}",
         "",
         markdown_table(comparison.rows),
+        "",
+        f"## {CONTRASTS_TITLE}",
+        "",
+        *([f"- {line}" for line in contrast_lines(comparison)] or ["(no two methods with ranks of the same queries)"]),
         "",
         "## R@1 against trainable parameters",
         "",
@@ -115,6 +152,13 @@ def _markdown(comparison: Comparison, reported: list[ComparisonRow], pictures: d
     return "\n".join(lines)
 
 
+def _contrast_list(comparison: Comparison) -> str:
+    lines = contrast_lines(comparison)
+    if not lines:
+        return "<p>(no two methods with ranks of the same queries)</p>"
+    return "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in lines) + "</ul>"
+
+
 def _html(comparison: Comparison, reported: list[ComparisonRow], pngs: dict[str, Path]) -> str:
     def embedded(path: Path) -> str:
         return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
@@ -124,7 +168,8 @@ def _html(comparison: Comparison, reported: list[ComparisonRow], pngs: dict[str,
         f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>"
         f"<style>{HTML_STYLE}</style></head><body><h1>{title}</h1>"
         f"<p>Tracking store: <code>{html.escape(comparison.tracking_uri)}</code>. {html.escape(EXPLANATION)}</p>"
-        f"{html_table(comparison.rows)}<h2>R@1 against trainable parameters</h2>"
+        f"{html_table(comparison.rows)}<h2>{html.escape(CONTRASTS_TITLE)}</h2>{_contrast_list(comparison)}"
+        "<h2>R@1 against trainable parameters</h2>"
         f"<img alt='Pareto plot' src='{embedded(pngs['pareto'])}'><h2>Learning curves</h2>"
         f"<img alt='learning curves' src='{embedded(pngs['curves'])}'>"
         f"<h2>Reported in the papers (all benchmarks; not measured)</h2>{html_table(reported)}</body></html>"

@@ -1,10 +1,12 @@
-"""The comparison table: per (benchmark, method) the best measured trial, with the papers' reported numbers
-as reference rows; rendered for the terminal (rich), Markdown and HTML."""
+"""The comparison table: per (benchmark, method) the best measured trial, with its recalls' 95% bootstrap
+intervals over queries, the number of queries and its paired difference from zero-shot, and the papers'
+reported numbers as reference rows; rendered for the terminal (rich), Markdown and HTML."""
 
 from __future__ import annotations
 
 import html
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from rich.table import Table
 
@@ -34,6 +36,9 @@ class ComparisonRow:
     trials: int | None = None
     run_id: str | None = None
     sweeps: list[str] = field(default_factory=list)
+    intervals: dict[str, dict[str, float]] = field(default_factory=dict)  # "t2v_R1" -> Interval.to_dict()
+    queries: dict[str, int] = field(default_factory=dict)  # "t2v"/"v2t" -> number of queries
+    versus_baseline: dict[str, Any] | None = None  # T2V R@1 minus zero-shot's, paired (Contrast.to_dict())
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -85,9 +90,23 @@ def reference_rows(references: list[ReferenceRow]) -> list[ComparisonRow]:
     ]
 
 
-def _recalls(row: ComparisonRow, direction: str) -> str:
-    values = [row.metrics.get(f"{direction}_{name}") for name in RECALLS]
-    return "/".join("–" if v is None else f"{v:.1f}" for v in values)
+def _recall(row: ComparisonRow, metric: str) -> str:
+    value, interval = row.metrics.get(metric), row.intervals.get(metric)
+    if value is None:
+        return "–"
+    return f"{value:.1f}" if interval is None else f"{value:.1f} [{interval['low']:.1f}, {interval['high']:.1f}]"
+
+
+def _queries(row: ComparisonRow) -> str:
+    return "/".join(str(row.queries[d]) for d in DIRECTIONS) if row.queries else "–"
+
+
+def _versus(row: ComparisonRow) -> str:
+    test = row.versus_baseline
+    if test is None:
+        return "–"
+    verdict = "significant" if test["significant"] else "n.s."
+    return f"{test['difference']:+.1f} [{test['low']:+.1f}, {test['high']:+.1f}] {verdict}"
 
 
 def _ranks(row: ComparisonRow, direction: str) -> str:
@@ -117,10 +136,11 @@ HEADERS = (
     "benchmark",
     "method",
     "source",
-    "T2V R@1/5/10",
+    "queries T2V/V2T",
+    *(f"{d.upper()} R@{k}" for d in DIRECTIONS for k in (1, 5, 10)),
     "T2V MdR/MnR",
-    "V2T R@1/5/10",
     "V2T MdR/MnR",
+    "T2V R@1 vs zero-shot",
     "trainable",
     "%",
     "GPU-h",
@@ -133,10 +153,11 @@ def cells(row: ComparisonRow) -> list[str]:
         row.benchmark,
         row.method,
         _source(row),
-        _recalls(row, "t2v"),
+        _queries(row),
+        *(_recall(row, f"{d}_{name}") for d in DIRECTIONS for name in RECALLS),
         _ranks(row, "t2v"),
-        _recalls(row, "v2t"),
         _ranks(row, "v2t"),
+        _versus(row),
         _params(row),
         _pct(row),
         _hours(row.gpu_hours),
@@ -149,10 +170,13 @@ def ordered(rows: list[ComparisonRow]) -> list[ComparisonRow]:
     return sorted(rows, key=lambda r: (r.benchmark, r.kind != MEASURED, -r.metrics.get("t2v_R1", -1.0), r.method))
 
 
+LEFT = ("benchmark", "method", "source")
+
+
 def rich_table(rows: list[ComparisonRow], title: str) -> Table:
     table = Table(title=title)
     for header in HEADERS:
-        table.add_column(header, justify="left" if header in ("benchmark", "method", "source") else "right")
+        table.add_column(header, justify="left" if header in LEFT else "right")
     for row in ordered(rows):
         table.add_row(*cells(row), style="dim italic" if row.kind == REPORTED else None)
     return table

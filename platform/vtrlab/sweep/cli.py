@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -50,6 +50,32 @@ def sweep_command(
     print_sweep_outcome(runner.run())
 
 
+def best_per_method_lines(trials) -> list[str]:
+    """Per benchmark: the best T2V R@1 per method with its interval, then each method's paired difference
+    from zero-shot on the same queries (from the runs' per-query ranks)."""
+    from vtrlab.report.uncertainty import BASELINE_METHOD, against_baseline, contrasts, query_ranks_of
+    from vtrlab.tracking.client import Tracker
+
+    lines = []
+    for benchmark in sorted({t.benchmark for t in trials}):
+        best: dict[str, Any] = {}
+        for trial in trials:
+            if trial.benchmark == benchmark and trial.state.value != "FAILED":
+                held = best.get(trial.method)
+                if held is None or trial.metrics.get("t2v_R1", 0.0) > held.metrics.get("t2v_R1", 0.0):
+                    best[trial.method] = trial
+        ordered = sorted(best.items(), key=lambda kv: -kv[1].metrics.get("t2v_R1", 0.0))
+        ranking = ", ".join(f"{m} {_recall_cell(t.metrics, 't2v_R1')}" for m, t in ordered)
+        lines.append(f"best T2V R@1 per method on {benchmark}: {ranking}")
+        ranks = query_ranks_of(Tracker(), [t.run_id for _, t in ordered if t.run_id])
+        found = contrasts(benchmark, [(m, ranks[t.run_id]) for m, t in ordered if t.run_id in ranks])
+        for method, _ in ordered:
+            versus = against_baseline(found, method, benchmark) if method != BASELINE_METHOD else None
+            if versus is not None:
+                lines.append(f"  paired T2V R@1 vs {BASELINE_METHOD}: {versus}")
+    return lines
+
+
 def check_writable(runner) -> None:
     """Before anything starts: the sweep's storage takes a write, and the registry the sweep registers in
     lets this user add versions (see `vtrlab.train.preflight`)."""
@@ -67,9 +93,21 @@ def check_writable(runner) -> None:
         check_registry_writable(uri, models, runner.source)
 
 
+def _recall_cell(metrics: dict[str, float], metric: str) -> str:
+    value, low, high = (metrics.get(f"{metric}{suffix}") for suffix in ("", "_low", "_high"))
+    if value is None:
+        return "-"
+    return f"{value:.1f}" if low is None or high is None else f"{value:.1f} [{low:.1f}, {high:.1f}]"
+
+
 def print_sweep_outcome(outcome) -> None:
+    """The trials' table (recalls with their 95% bootstrap intervals over queries), then per benchmark the best
+    T2V R@1 per method and each method's paired difference from zero-shot on the same queries."""
     console = Console(width=max(Console().width, 120))
-    table = Table(title=f"sweep {outcome.name}: {len(outcome.trials)} trials in {outcome.wall_seconds:.0f} s")
+    queries = sorted({int(t.metrics["t2v_queries"]) for t in outcome.trials if "t2v_queries" in t.metrics})
+    counted = f"; {'/'.join(map(str, queries))} T2V queries, [95% bootstrap interval]" if queries else ""
+    title = f"sweep {outcome.name}: {len(outcome.trials)} trials in {outcome.wall_seconds:.0f} s{counted}"
+    table = Table(title=title)
     for column in ("benchmark", "method", "epochs", "t2v R@1", "v2t R@1", "R@Sum", "trainable", "status"):
         table.add_column(column, justify="left" if column in ("benchmark", "method", "status") else "right")
     for trial in sorted(outcome.trials, key=lambda t: (t.benchmark, t.method, -t.metrics.get("t2v_R1", 0))):
@@ -78,20 +116,15 @@ def print_sweep_outcome(outcome) -> None:
             trial.benchmark,
             trial.method,
             str(trial.epochs),
-            f"{m.get('t2v_R1', 0):.1f}",
-            f"{m.get('v2t_R1', 0):.1f}",
+            _recall_cell(m, "t2v_R1"),
+            _recall_cell(m, "v2t_R1"),
             f"{m.get('rsum', 0):.1f}",
             f"{int(m.get('trainable_params', 0)):,}",
             STATES.get(trial.state.value, trial.state.value),
         )
     console.print(table)
-    for benchmark in sorted({t.benchmark for t in outcome.trials}):
-        best: dict[str, float] = {}
-        for trial in outcome.trials:
-            if trial.benchmark == benchmark and trial.state.value != "FAILED":
-                best[trial.method] = max(best.get(trial.method, 0.0), trial.metrics.get("t2v_R1", 0.0))
-        ranking = ", ".join(f"{m} {v:.1f}" for m, v in sorted(best.items(), key=lambda kv: -kv[1]))
-        console.print(f"best T2V R@1 per method on {benchmark}: {ranking}")
+    for line in best_per_method_lines(outcome.trials):
+        console.print(line, highlight=False)
     for reg in outcome.registrations:
         previous = "none" if reg.previous_champion is None else f"{reg.previous_champion:.2f}"
         console.print(

@@ -31,6 +31,7 @@ from vtrlab.tracking.records import (
     VersionRecord,
 )
 from vtrlab.tracking.store import default_artifact_root, tracking_auth_error, tracking_auth_errors, tracking_uri
+from vtrlab.tracking.views import experiment_tags
 
 T = TypeVar("T")
 MAX_PARAM_LENGTH = 6000
@@ -128,12 +129,29 @@ class Tracker:
             return None
         root = default_artifact_root()
         try:
-            experiment_id = self._client.create_experiment(name, artifact_location=f"{root}/{name}" if root else None)
+            experiment_id = self._client.create_experiment(
+                name, artifact_location=f"{root}/{name}" if root else None, tags=experiment_tags()
+            )
         except MlflowException as err:
             if not _is(err, EXISTS):
                 raise
             experiment_id = self._client.get_experiment_by_name(name).experiment_id  # a concurrent creator
         return Experiment(experiment_id, name)
+
+    @_guarded
+    def open_on_training_runs(self, experiment_id: str) -> bool:
+        """Tag an experiment (e.g. one made before vtrlab set them) so the MLflow UI opens it on vtrlab's
+        training-runs view (`vtrlab.tracking.views`); False when this user may not change it."""
+        tags = self._client.get_experiment(experiment_id).tags
+        try:
+            for key, value in experiment_tags().items():
+                if tags.get(key) != value:
+                    self._client.set_experiment_tag(experiment_id, key, value)
+        except MlflowException as err:
+            if _is(err, "PERMISSION_DENIED") or _is(err, "UNAUTHENTICATED"):
+                return False
+            raise
+        return True
 
     @_guarded
     def experiments(self) -> list[Experiment]:
