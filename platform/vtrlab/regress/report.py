@@ -162,8 +162,9 @@ at <code>{html.escape(header.tracking_uri)}</code></p>
 
 
 def plot(results: list[EntryResult], metric: str, path: Path) -> None:
-    """Per entry: each seed's value (points), the mean (bar), comparable baselines (lines) with their
-    tolerance bands (shaded), reference-only baselines (dotted)."""
+    """Per entry: each seed's value (points), the mean (bar, with its spread over seeds and its 95% interval
+    over queries), comparable baselines (lines) with their tolerance bands (shaded), reference-only baselines
+    (dotted)."""
     from matplotlib.figure import Figure  # the object API: no pyplot state, no backend switch in the caller
 
     fig = Figure(figsize=(max(7.0, 1.8 * len(results) + 4), 4.5), dpi=110)
@@ -199,6 +200,12 @@ def plot(results: list[EntryResult], metric: str, path: Path) -> None:
         if r.mean is not None:
             ax.bar(i, r.mean, width=0.5, color=COLOURS[r.verdict], alpha=0.35, label=label("mean over seeds"))
             ax.errorbar(i, r.mean, yerr=r.std, color="black", capsize=4, lw=1)
+            if r.interval is not None:  # how much the mean could move with other test queries
+                spread = [[r.mean - r.interval["low"]], [r.interval["high"] - r.mean]]
+                ax.errorbar(
+                    i + 0.2, r.mean, yerr=spread, fmt="none", ecolor="#57606a", capsize=3, lw=1,
+                    label=label("95% interval over queries"),
+                )  # fmt: skip
         xs = [i - 0.15 + 0.3 * k / max(1, len(r.finished) - 1) for k in range(len(r.finished))]
         ax.scatter(xs, r.finished, color="black", s=14, zorder=3, label=label("seeds"))
     ax.set_xticks(range(len(results)))
