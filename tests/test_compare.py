@@ -112,8 +112,13 @@ def test_reference_rows_are_marked_reported_beside_measured_ones():
     assert {r.method for r in reported} >= {"mv-adapter", "full", "bottleneck", "rap"}
     assert all(r.gpu_hours is None and r.run_id is None for r in reported)
     table = markdown_table(rows)
-    assert "| msrvtt | mv-adapter | measured (1 trial) | 40.0/–/–" in table
-    assert "*reported: MV-Adapter, ViT-B/16*" in table and "*46.2/73.2/82.7*" in table
+    assert "| msrvtt | mv-adapter | measured (1 trial) | – | 40.0 | – | – |" in table  # no ranks: no interval
+    assert "*reported: MV-Adapter, ViT-B/16*" in table and "*46.2* | *73.2* | *82.7*" in table
+    measured[0].intervals = {"t2v_R1": {"value": 40.0, "low": 36.9, "high": 43.1, "queries": 1000}}
+    measured[0].queries = {"t2v": 1000, "v2t": 1000}
+    measured[0].versus_baseline = {"difference": 8.2, "low": 5.1, "high": 11.0, "significant": True}
+    table = markdown_table(measured)
+    assert "| 1000/1000 | 40.0 [36.9, 43.1] |" in table and "| +8.2 [+5.1, +11.0] significant |" in table
 
 
 @given(st.lists(st.tuples(st.integers(0, 10**6), st.floats(0, 100)), min_size=1, max_size=30))

@@ -375,8 +375,11 @@ def test_mlflow_pyfunc_loads_the_champion_as_any_mlflow_user_would(in_process, c
     import vtrlab
     from vtrlab.model.tokenizer import tokenize
 
-    version = MlflowClient(in_process["tracking_uri"]).get_model_version_by_alias(in_process["model"], "champion")
-    assert version.model_id and version.source.startswith("models:/")
+    client = MlflowClient(in_process["tracking_uri"])
+    version = client.get_model_version_by_alias(in_process["model"], "champion")
+    assert version.source.startswith("models:/")  # the version's source is the logged model
+    logged = client.get_logged_model(version.source.removeprefix("models:/"))
+    assert logged.source_run_id == champion["run_id"] and logged.name == "adapter_pyfunc"
     captions = ["a red square slides left, then a blue circle appears", "a green triangle disappears"]
     uri = f"models:/{in_process['model']}@champion"
     script = (
