@@ -95,9 +95,10 @@ def printed_links(ui_server) -> dict[str, str]:
     return links
 
 
-def browse(url: str, ready: str, screenshot: str) -> tuple[str, list[str | None]]:
-    """Open `url` in headless Chromium, wait for the text `ready`, keep a screenshot; (page text, the column
-    ids of the runs table's headers)."""
+def browse(url: str, ready: list[str], screenshot: str) -> tuple[str, list[str | None]]:
+    """Open `url` in headless Chromium until the page's text holds every string of `ready` (60 s at most), keep
+    a screenshot (also when it times out); (page text, the column ids of the runs table's headers)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -106,11 +107,16 @@ def browse(url: str, ready: str, screenshot: str) -> tuple[str, list[str | None]
         try:
             page = browser.new_page(viewport={"width": 1800, "height": 900})
             page.goto(url)
-            page.get_by_text(ready).first.wait_for(timeout=60_000)
-            assistant = page.get_by_role("button", name="Close")  # MLflow 3's assistant panel takes a third
-            if assistant.count():
-                assistant.first.click()
-            page.wait_for_timeout(1500)  # the charts draw after the runs arrive
+            try:
+                page.wait_for_function(
+                    "wanted => wanted.every(text => document.body.innerText.includes(text))", arg=ready, timeout=60_000
+                )
+            except PlaywrightTimeout:
+                page.screenshot(path=str(SCREENSHOTS / screenshot))
+                missing = [text for text in ready if text not in page.inner_text("body")]
+                pytest.fail(f"{url}: after 60 s the page lacks {missing} (screenshot {SCREENSHOTS / screenshot})")
+            # (no "Close" clicks: on a shared view the first such button leaves it for the default view)
+            page.wait_for_timeout(1000)  # the charts draw after the runs arrive
             page.screenshot(path=str(SCREENSHOTS / screenshot))
             headers = page.locator("[role=columnheader]")
             columns = [headers.nth(i).get_attribute("col-id") for i in range(headers.count())]
@@ -127,7 +133,7 @@ def test_the_experiment_opens_on_its_training_runs_with_the_comparison_columns(w
     assert len(trials) == 4
     link = printed_links(ui_server)["sweep-workflow"]  # `vtrlab ui` prints each experiment's page
     assert link.startswith(f"{ui_server['base']}/#/experiments/{experiment.experiment_id}/runs")
-    text, columns = browse(link, f"{len(trials)} matching runs", "mlflow-training-runs.png")
+    text, columns = browse(link, [f"{len(trials)} matching runs", "Training runs"], "mlflow-training-runs.png")
     assert "Training runs" in text
     wanted = ["tags.`method`", "tags.`benchmark`", *(f"metrics.`{m}`" for m in ("t2v_R1", "v2t_R1", "trainable_pct"))]
     assert set(wanted) <= set(columns), columns
@@ -148,12 +154,12 @@ def test_the_chart_view_compares_methods_across_two_sweeps(workflow, second_swee
     assert "compare-experiments" in link and "compareRunsMode=CHART" in link
     shown = json.loads(urllib.parse.parse_qs(urllib.parse.urlsplit(link.replace("#/", "")).query)["experiments"][0])
     assert {e.experiment_id for e in experiments} <= set(shown)  # every sweep of the store (tests add empty ones)
-    text, _ = browse(link, "Model metrics (3)", "mlflow-charts-two-sweeps.png")
-    assert f"Displaying Runs from {len(shown)} Experiments" in text and "Group by: method" in text
-    for metric in ("t2v_R1", "v2t_R1", "trainable_pct"):  # the three charts, a line per method
-        assert f"({metric})" in text, metric
-    for method in ("zero-shot", "bottleneck", "mv-adapter"):  # both sweeps' runs, grouped by their method
-        assert f"Group: {method}" in text
+    methods = ("zero-shot", "bottleneck", "mv-adapter")
+    charts = [f"({metric})" for metric in ("t2v_R1", "v2t_R1", "trainable_pct")]  # their legends: "method (metric)"
+    groups = [f"Group: {method}" for method in methods]  # both sweeps' runs, grouped by their method
+    text, _ = browse(link, ["Group by: method", *groups, *charts], "mlflow-charts-two-sweeps.png")
+    assert f"Displaying Runs from {len(shown)} Experiments" in text and f"{len(runs)} matching runs" in text
+    assert "Model metrics\n(3)" in text  # only the three comparison charts (a line per method in each)
     for run in runs:
         assert run.info.run_name in text, run.info.run_name
     assert (SCREENSHOTS / "mlflow-charts-two-sweeps.png").stat().st_size > 10_000
