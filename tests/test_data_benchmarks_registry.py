@@ -107,6 +107,7 @@ def test_sweeps_and_suites_accept_a_card_file(tmp_path):
     cp = tmp_path / "shapes.yaml"
     cp.write_text(yaml.safe_dump({**card, "name": "shapes", "parser": "synthetic", "num_frames": 8}))
     sweep = yaml.safe_load((REPO / "sweeps" / "quickstart.yaml").read_text())
+    sweep["train"].pop("num_frames", None)  # the card's frames apply where the sweep sets none
     sp = tmp_path / "sweep.yaml"
     sp.write_text(yaml.safe_dump({**sweep, "benchmarks": [str(cp)]}))
     spec = load_sweep_spec(sp)

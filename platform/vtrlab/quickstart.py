@@ -14,7 +14,7 @@ from vtrlab.tracking.store import tracking_uri
 SPEC = Path(__file__).resolve().parents[2] / "sweeps" / "quickstart.yaml"
 
 
-def quickstart(address: str | None = None, size: str = "small", fresh: bool = False):
+def quickstart(address: str | None = None, size: str = "demo", fresh: bool = False, verbose: bool = False):
     """Run the whole quickstart on embedded defaults; returns the sweep outcome."""
     from vtrlab.data import read_manifest, synth
     from vtrlab.report.cli import print_comparison
@@ -26,7 +26,7 @@ def quickstart(address: str | None = None, size: str = "small", fresh: bool = Fa
 
     console = Console(soft_wrap=True)  # long paths and commands stay on one line, as printed to a file
     home = vtrlab_home()
-    data = home / "data" / "synthetic"
+    data = home / "data" / ("synthetic" if size == "demo" else f"synthetic-{size}")
     weights = home / "backbones" / f"vtr-tiny-synthetic-{size}.safetensors"
     console.rule("[bold]vtrlab quickstart")
     steps = 5
@@ -48,6 +48,7 @@ def quickstart(address: str | None = None, size: str = "small", fresh: bool = Fa
     runner = SweepRunner(
         SPEC,
         address=address,
+        verbose=verbose,
         overrides={"weights": str(weights), "data": {"synthetic": str(data)}},
         say=lambda line: console.print(f"  {line}", highlight=False, markup=False),
     )
