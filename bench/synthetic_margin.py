@@ -6,7 +6,12 @@ reads ``--weights``), then trains every method with the quickstart sweep's recip
 each method's fixed knobs and learning rate, the shared train fields) and evaluates it on the test split.
 The paired bootstrap compares MV-Adapter with every other method on the same queries.
 
-    PYTHONPATH=platform .venv/bin/python bench/synthetic_margin.py --size demo --threads 2
+    PYTHONPATH=platform .venv/bin/python bench/synthetic_margin.py --size demo --threads 1
+
+With ``--home``, it trains nothing: it re-evaluates every trial adapter a finished `vtrlab quickstart` logged
+under that home (and zero-shot on its backbone) and prints the same figures for the demo's own trials.
+
+    PYTHONPATH=platform .venv/bin/python bench/synthetic_margin.py --home ~/.vtrlab
 """
 
 from __future__ import annotations
@@ -59,6 +64,27 @@ def run_method(name: str, method: dict, train: dict, data: str, weights: str, se
     return ranks, time.perf_counter() - started
 
 
+def quickstart_ranks(home: Path) -> dict[str, torch.Tensor]:
+    """Per method, the test ranks of its best trial (by T2V R@1) among the adapters a quickstart logged."""
+    from vtrlab.model.adapter_config import evaluation_settings, read_adapter_config
+    from vtrlab.model.artifacts import load_adapter
+
+    best: dict[str, torch.Tensor] = {}
+    weights, data = None, str(home / "data" / "synthetic")
+    for directory in sorted((home / "mlartifacts" / "sweep-quickstart").glob("*/artifacts/adapter")):
+        config = read_adapter_config(directory)
+        weights = config.backbone.weights
+        ev = evaluation_settings(config)
+        ranks = t2v_ranks(load_adapter(directory), data, ev.split, ev.num_frames, ev.max_words)
+        if config.method not in best or (ranks == 1).sum() > (best[config.method] == 1).sum():
+            best[config.method] = ranks
+    if weights is not None and "zero-shot" not in best:
+        best["zero-shot"] = t2v_ranks(
+            create_model("zero-shot", "vtr-tiny", weights), data, "test", ev["num_frames"], 32
+        )
+    return best
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", default="demo", help="synthetic size to write when --data is not given")
@@ -70,8 +96,15 @@ def main() -> None:
     parser.add_argument("--lr", action="append", default=[], help="METHOD=LR overrides, repeatable")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--home", type=Path, help="a finished quickstart's VTRLAB_HOME: evaluate its trials")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.home:
+        ranks = quickstart_ranks(args.home)
+        for name, r in sorted(ranks.items(), key=lambda kv: -float((kv[1] == 1).sum())):
+            print(f"{name:12s} T2V R@1 {recall_interval(r, 1)}")
+        compare(ranks)
+        return
     spec = yaml.safe_load(Path(args.spec).read_text())
     train = dict(spec["train"])
     if args.epochs:
@@ -96,6 +129,11 @@ def main() -> None:
     for name in args.methods or list(methods):
         ranks[name], seconds = run_method(name, methods[name], train, data, weights, args.seed)
         print(f"{name:12s} T2V R@1 {recall_interval(ranks[name], 1)}  ({seconds:.0f} s)", flush=True)
+    compare(ranks)
+
+
+def compare(ranks: dict[str, torch.Tensor]) -> None:
+    """MV-Adapter minus every other method on the same queries (paired bootstrap, 95%)."""
     if "mv-adapter" in ranks:
         for name, other in ranks.items():
             if name != "mv-adapter":
