@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from vtrlab import storage
@@ -12,6 +14,8 @@ from vtrlab.data.card import load_card
 from vtrlab.data.cli import data_app
 from vtrlab.data.shards import iter_shard, read_manifest
 from vtrlab.data.synth import generate
+from vtrlab.errors import ConfigError
+from vtrlab.quickstart import quickstart
 
 
 def _samples(url, split):
@@ -102,3 +106,12 @@ def test_demo_size_has_512_test_clips_in_reverse_order_pairs_unseen_in_training(
     for a, b in zip(data["test"][::2], data["test"][1::2], strict=True):
         assert b.meta["events"] == a.meta["events"][::-1]
         assert sorted(f.tobytes() for f in a.frames) == sorted(f.tobytes() for f in b.frames)
+
+
+def test_quickstart_refuses_a_benchmark_of_another_size(tmp_path, monkeypatch, synth_small):
+    """An older quickstart's small benchmark under the same home is not silently reused by the demo size."""
+    monkeypatch.setenv("VTRLAB_HOME", str(tmp_path))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    shutil.copytree(synth_small, tmp_path / "data" / "synthetic")
+    with pytest.raises(ConfigError, match=r"size 'small', not 'demo'"):
+        quickstart()

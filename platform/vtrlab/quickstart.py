@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from vtrlab.errors import ConfigError
 from vtrlab.paths import vtrlab_home
 from vtrlab.tracking.store import tracking_uri
 
@@ -33,11 +34,20 @@ def quickstart(address: str | None = None, size: str = "demo", fresh: bool = Fal
     console.print(f"home: {home}  (set VTRLAB_HOME to move it)\nMLflow: {tracking_uri()}")
 
     try:
-        read_manifest(str(data))
-        console.print(f"[green]1/{steps}[/] synthetic benchmark already at {data}")
+        existing = read_manifest(str(data))
     except Exception:
+        existing = None
+    if existing is None:
         console.print(f"[cyan]1/{steps}[/] synthesising the temporal benchmark ({size}) at {data}")
         synth(str(data), size=size, seed=0)
+    elif (existing.get("synthetic") or {}).get("size") != size:  # e.g. an older quickstart's small size
+        found = (existing.get("synthetic") or {}).get("size")
+        raise ConfigError(
+            f"{data} holds the synthetic benchmark of size {found!r}, not {size!r}: move it away (or set "
+            "VTRLAB_HOME to a new folder) and run `vtrlab quickstart` again"
+        )
+    else:
+        console.print(f"[green]1/{steps}[/] synthetic benchmark ({size}) already at {data}")
 
     if weights.is_file() and not fresh:
         console.print(f"[green]2/{steps}[/] pretrained tiny backbone already at {weights}")
