@@ -13,8 +13,9 @@ SHELL := /bin/bash
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	# (grep drops pip's notes about this machine's unused local index folders)
-	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[test]' 2>&1 \
+	# (grep drops pip's notes about this machine's unused local index folders; --no-compile: Python compiles
+	# on first import only the modules it uses, instead of pip compiling every file of torch, Ray and MLflow)
+	$(BIN)/python -m pip install --quiet --no-compile --constraint constraints.txt --editable '.[test]' 2>&1 \
 		| { grep -v "^WARNING: Location" || true; }
 	touch $(STAMP)
 

@@ -449,7 +449,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
     folder = tmp_path / "home"
     (folder / "backbones").mkdir(parents=True)
-    (folder / "backbones" / "vtr-tiny-synthetic-small.safetensors").write_bytes(b"")  # the suite's weights
+    (folder / "backbones" / "vtr-tiny-synthetic-demo.safetensors").write_bytes(b"")  # the suite's weights
     monkeypatch.setenv("VTRLAB_HOME", str(folder))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder / 'mlflow.db'}")
     monkeypatch.delenv("RAY_ADDRESS", raising=False)

@@ -99,14 +99,20 @@ def test_synthetic_has_no_annotation_parser(tmp_path):
         parse_annotations(load_card("synthetic"), tmp_path)
 
 
-def test_sweeps_and_suites_accept_a_card_file(tmp_path):
+def test_sweeps_and_suites_accept_a_card_file(tmp_path, monkeypatch):
     from vtrlab.regress.suite import load_suite
     from vtrlab.sweep.spec import load_sweep_spec, trial_spec
+
+    # the quickstart suite names the backbone `make demo` pretrains under $VTRLAB_HOME (checked to exist)
+    monkeypatch.setenv("VTRLAB_HOME", str(tmp_path))
+    (tmp_path / "backbones").mkdir()
+    (tmp_path / "backbones" / "vtr-tiny-synthetic-demo.safetensors").touch()
 
     card = yaml.safe_load(card_path("synthetic").read_text())
     cp = tmp_path / "shapes.yaml"
     cp.write_text(yaml.safe_dump({**card, "name": "shapes", "parser": "synthetic", "num_frames": 8}))
     sweep = yaml.safe_load((REPO / "sweeps" / "quickstart.yaml").read_text())
+    sweep["train"].pop("num_frames", None)  # the card's frames apply where the sweep sets none
     sp = tmp_path / "sweep.yaml"
     sp.write_text(yaml.safe_dump({**sweep, "benchmarks": [str(cp)]}))
     spec = load_sweep_spec(sp)

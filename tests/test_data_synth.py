@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from vtrlab import storage
@@ -12,6 +14,8 @@ from vtrlab.data.card import load_card
 from vtrlab.data.cli import data_app
 from vtrlab.data.shards import iter_shard, read_manifest
 from vtrlab.data.synth import generate
+from vtrlab.errors import ConfigError
+from vtrlab.quickstart import quickstart
 
 
 def _samples(url, split):
@@ -84,3 +88,30 @@ def test_image_caption_set(synth_small):
     assert len(caps) == 512 and all(c.startswith("a ") for c in caps)
     assert any(" and " in c for c in caps) and any(" and " not in c for c in caps)
     json.dumps(caps)
+
+
+def test_demo_size_has_512_test_clips_in_reverse_order_pairs_unseen_in_training():
+    data = generate("demo", seed=0)
+    assert {split: len(recs) for split, recs in data.items()} == {
+        "train": 2048,
+        "test": 512,
+        "test_multi": 64,
+        "test_paragraph": 64,
+        "images": 512,
+    }
+    events = {split: [tuple(map(tuple, r.meta["events"])) for r in data[split]] for split in ("train", "test")}
+    assert len(set(events["test"])) == 512  # every test clip's events in order are its own
+    pairs = {split: {frozenset(e) for e in evs} for split, evs in events.items()}
+    assert len(pairs["test"]) == 256 and not pairs["train"] & pairs["test"]
+    for a, b in zip(data["test"][::2], data["test"][1::2], strict=True):
+        assert b.meta["events"] == a.meta["events"][::-1]
+        assert sorted(f.tobytes() for f in a.frames) == sorted(f.tobytes() for f in b.frames)
+
+
+def test_quickstart_refuses_a_benchmark_of_another_size(tmp_path, monkeypatch, synth_small):
+    """An older quickstart's small benchmark under the same home is not silently reused by the demo size."""
+    monkeypatch.setenv("VTRLAB_HOME", str(tmp_path))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    shutil.copytree(synth_small, tmp_path / "data" / "synthetic")
+    with pytest.raises(ConfigError, match=r"size 'small', not 'demo'"):
+        quickstart()

@@ -292,7 +292,7 @@ def test_the_shipped_suites_load(tmp_path, monkeypatch):
     # the quickstart suite names the backbone `make demo` pretrains under $VTRLAB_HOME (checked to exist)
     monkeypatch.setenv("VTRLAB_HOME", str(tmp_path))
     (tmp_path / "backbones").mkdir()
-    (tmp_path / "backbones" / "vtr-tiny-synthetic-small.safetensors").touch()
+    (tmp_path / "backbones" / "vtr-tiny-synthetic-demo.safetensors").touch()
 
     paper = load_suite(REPO / "sweeps" / "regression.yaml")
     assert paper.backbone == "ViT-B-16" and paper.seeds == [0, 1, 2]

@@ -148,5 +148,5 @@ def test_trial_spec_routes_knobs_and_training_fields():
     spec = load_sweep_spec(QUICKSTART)
     train = trial_spec(spec, "synthetic", "mv-adapter", {"width": 16, "lr": 1e-3})
     assert train.knobs.width == 16 and train.lr == 1e-3
-    assert train.num_frames == 12 and train.max_words == 32  # from the synthetic card
+    assert train.num_frames == 4 and train.max_words == 32  # the sweep's frames, the synthetic card's words
     assert train.epochs == spec.train["epochs"]

@@ -81,13 +81,14 @@ def selfcheck(
 @app.command()
 def quickstart(
     address: str = typer.Option(None, help="Ray address (default: RAY_ADDRESS, else a local Ray)"),
-    size: str = typer.Option("small", help="synthetic benchmark size: small or medium"),
+    size: str = typer.Option("demo", help="synthetic benchmark size: demo (512 test clips), small or medium"),
     fresh: bool = typer.Option(False, help="pretrain and sweep again even if a finished quickstart exists"),
+    verbose: bool = typer.Option(False, "--verbose", help="Ray's status tables and worker logs too"),
 ) -> None:
     """Synthesise data, pretrain the tiny backbone, run the quickstart sweep, register the champion, compare."""
     from vtrlab.quickstart import quickstart as run_quickstart
 
-    run_quickstart(address=address, size=size, fresh=fresh)
+    run_quickstart(address=address, size=size, fresh=fresh, verbose=verbose)
 
 
 def _terminate(signum: int, frame) -> None:

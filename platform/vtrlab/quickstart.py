@@ -8,13 +8,14 @@ from pathlib import Path
 
 from rich.console import Console
 
+from vtrlab.errors import ConfigError
 from vtrlab.paths import vtrlab_home
 from vtrlab.tracking.store import tracking_uri
 
 SPEC = Path(__file__).resolve().parents[2] / "sweeps" / "quickstart.yaml"
 
 
-def quickstart(address: str | None = None, size: str = "small", fresh: bool = False):
+def quickstart(address: str | None = None, size: str = "demo", fresh: bool = False, verbose: bool = False):
     """Run the whole quickstart on embedded defaults; returns the sweep outcome."""
     from vtrlab.data import read_manifest, synth
     from vtrlab.report.cli import print_comparison
@@ -26,18 +27,27 @@ def quickstart(address: str | None = None, size: str = "small", fresh: bool = Fa
 
     console = Console(soft_wrap=True)  # long paths and commands stay on one line, as printed to a file
     home = vtrlab_home()
-    data = home / "data" / "synthetic"
+    data = home / "data" / ("synthetic" if size == "demo" else f"synthetic-{size}")
     weights = home / "backbones" / f"vtr-tiny-synthetic-{size}.safetensors"
     console.rule("[bold]vtrlab quickstart")
     steps = 5
     console.print(f"home: {home}  (set VTRLAB_HOME to move it)\nMLflow: {tracking_uri()}")
 
     try:
-        read_manifest(str(data))
-        console.print(f"[green]1/{steps}[/] synthetic benchmark already at {data}")
+        existing = read_manifest(str(data))
     except Exception:
+        existing = None
+    if existing is None:
         console.print(f"[cyan]1/{steps}[/] synthesising the temporal benchmark ({size}) at {data}")
         synth(str(data), size=size, seed=0)
+    elif (existing.get("synthetic") or {}).get("size") != size:  # e.g. an older quickstart's small size
+        found = (existing.get("synthetic") or {}).get("size")
+        raise ConfigError(
+            f"{data} holds the synthetic benchmark of size {found!r}, not {size!r}: move it away (or set "
+            "VTRLAB_HOME to a new folder) and run `vtrlab quickstart` again"
+        )
+    else:
+        console.print(f"[green]1/{steps}[/] synthetic benchmark ({size}) already at {data}")
 
     if weights.is_file() and not fresh:
         console.print(f"[green]2/{steps}[/] pretrained tiny backbone already at {weights}")
@@ -48,6 +58,7 @@ def quickstart(address: str | None = None, size: str = "small", fresh: bool = Fa
     runner = SweepRunner(
         SPEC,
         address=address,
+        verbose=verbose,
         overrides={"weights": str(weights), "data": {"synthetic": str(data)}},
         say=lambda line: console.print(f"  {line}", highlight=False, markup=False),
     )

@@ -84,6 +84,10 @@ def train_loop(config: dict[str, Any]) -> None:
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     device = ray.train.torch.get_device()
+    # Reproducible: intra-op threads fixed by the spec (not by the machine's cores or Ray's environment), since
+    # a CPU kernel's sums depend on how it splits them; the seed fixes the adapters' init (the loader's order
+    # is a function of its own seed)
+    torch.set_num_threads(max(1, int(spec.cpus_per_worker)))
     torch.manual_seed(spec.seed)
 
     encoder = create_model(spec.method, spec.backbone, spec.weights, spec.knob_values, quick_gelu=spec.quick_gelu)

@@ -31,12 +31,27 @@ def pretrain_backbone(
     lr: float = 2e-3,
     seed: int = 0,
     show_progress: bool = True,
+    threads: int = 2,
 ) -> Path:
-    """Train `backbone` on `split` of the synthetic dataset at `data`; write its weights to `out`."""
+    """Train `backbone` on `split` of the synthetic dataset at `data`; write its weights to `out`.
+
+    Reproducible: `seed` fixes the init and the data order, `threads` the intra-op threads (a CPU kernel's
+    sums depend on how it splits them), so the same machine writes the same weights whatever its core count."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _pretrain(data, Path(out), backbone, split, epochs, batch_size, lr, seed, show_progress)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _pretrain(
+    data: str, out: Path, backbone: str, split: str, epochs: int, batch_size: int, lr: float, seed: int, show: bool
+) -> Path:
     torch.manual_seed(seed)
     encoder = create_model("full", backbone)
     loader = make_train_loader(data, split, batch_size=batch_size, num_frames=1, max_words=32, seed=seed)
-    with Progress(disable=not show_progress, transient=True) as progress:
+    with Progress(disable=not show, transient=True) as progress:
         task = progress.add_task(f"pretraining {backbone} on {split}", total=epochs * len(loader))
 
         def advance(loss: float) -> None:
@@ -45,7 +60,6 @@ def pretrain_backbone(
         losses = train_in_process(
             encoder, loader, epochs, lr={"backbone": lr}, weight_decay=0.05, warmup_ratio=0.05, on_step=advance
         )
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in encoder.clip.state_dict().items()}
     fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".tmp")
