@@ -58,7 +58,7 @@ def print_outcome(outcome) -> None:
     """The results table, the verdict and where the report and the MLflow run are."""
     from vtrlab.regress.report import details, table_rows
 
-    console = Console(width=max(Console().width, 200), soft_wrap=True)
+    console = Console(width=max(Console().width, 1000), soft_wrap=True)  # each row on one line
     table = Table(
         title=f"regression {outcome.suite} ({outcome.mode}, {outcome.metric}): {len(outcome.results)} "
         f"{'entry' if len(outcome.results) == 1 else 'entries'} in {outcome.wall_seconds:.0f} s"

@@ -34,7 +34,7 @@ def print_comparison(comparison) -> None:
     from vtrlab.report.compare import CONTRASTS_TITLE, EXPLANATION, contrast_lines
     from vtrlab.report.table import REPORTED, rich_table
 
-    console = Console(width=max(Console().width, 250), soft_wrap=True)  # 17 columns, intervals included: one line a row
+    console = Console(width=max(Console().width, 1000), soft_wrap=True)  # each row on one line, at its natural width
     console.print(rich_table(comparison.rows, comparison.title))
     console.print(EXPLANATION)
     lines = contrast_lines(comparison)

@@ -103,7 +103,7 @@ def _recall_cell(metrics: dict[str, float], metric: str) -> str:
 def print_sweep_outcome(outcome) -> None:
     """The trials' table (recalls with their 95% bootstrap intervals over queries), then per benchmark the best
     T2V R@1 per method and each method's paired difference from zero-shot on the same queries."""
-    console = Console(width=max(Console().width, 130), soft_wrap=True)
+    console = Console(width=max(Console().width, 1000), soft_wrap=True)  # each row on one line
     queries = sorted({int(t.metrics["t2v_queries"]) for t in outcome.trials if "t2v_queries" in t.metrics})
     counted = f"; {'/'.join(map(str, queries))} T2V queries, [95% bootstrap interval]" if queries else ""
     title = f"sweep {outcome.name}: {len(outcome.trials)} trials in {outcome.wall_seconds:.0f} s{counted}"
