@@ -147,3 +147,12 @@ def test_a_workers_bad_input_error_is_not_restarted_and_comes_back_as_itself():
     transient = worker_group_error(RuntimeError("NCCL timeout"))
     assert UserErrorsAreFinal(FailureConfig(max_failures=2)).make_decision(transient) == FailureDecision.RETRY
     assert user_error(transient) is None and user_error(worker_group_error(StorageError("s3 503"))) is None
+
+
+def test_progress_counts_every_trial_of_a_grid():
+    """A regression's grid (entries x seeds) is one Tune sample per grid point: "[2/2]", never "[2/1]"."""
+    from ray import tune
+
+    grid = SimpleNamespace(num_samples=1, param_space={"run": tune.grid_search(["e/seed0", "e/seed1"])})
+    assert runner.trial_count(grid) == 2
+    assert runner.trial_count(SimpleNamespace(num_samples=3, param_space=None)) == 3

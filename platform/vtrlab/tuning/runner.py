@@ -226,9 +226,18 @@ def _tuner(job: TuneJob, scheduler):
             storage_filesystem=filesystem,
             failure_config=tune.FailureConfig(max_failures=job.trial_retries),
             verbose=1 if job.verbose else 0,
-            callbacks=[TrialLines(job.label, job.num_samples, job.epochs, job.say)],
+            callbacks=[TrialLines(job.label, trial_count(job), job.epochs, job.say)],
         ),
     )
+
+
+def trial_count(job: TuneJob) -> int:
+    """How many trials the job runs: its samples times the size of its grid (a regression's seeds x entries)."""
+    grid = 1
+    for value in (job.param_space or {}).values():
+        if isinstance(value, dict) and "grid_search" in value:
+            grid *= len(value["grid_search"])
+    return job.num_samples * grid
 
 
 def run_job(job: TuneJob) -> list[TrialOutcome]:
