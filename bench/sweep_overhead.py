@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "platform"))
 
-from vtrlab.tracking.runs import client
+from mlflow.tracking import MlflowClient
 
 from vtrlab.tracking.store import tracking_uri
 
@@ -25,7 +25,7 @@ SECTION = "## Sweep overhead"
 
 
 def measure(experiment: str) -> dict:
-    mlflow = client()
+    mlflow = MlflowClient(tracking_uri())
     exp = mlflow.get_experiment_by_name(experiment)
     if exp is None:
         raise SystemExit(f"no experiment {experiment!r} in {tracking_uri()}")
