@@ -28,7 +28,7 @@ from vtrlab.data import make_train_loader
 from vtrlab.data.synth import synth
 from vtrlab.model.factory import create_model
 from vtrlab.train.bootstrap import paired_difference, recall_interval
-from vtrlab.train.local import t2v_ranks, train_in_process
+from vtrlab.train.local import train_in_process
 from vtrlab.train.pretrain import pretrain_backbone
 
 SPEC = Path(__file__).resolve().parents[1] / "sweeps" / "quickstart.yaml"
@@ -83,6 +83,15 @@ def quickstart_ranks(home: Path) -> dict[str, torch.Tensor]:
             create_model("zero-shot", "vtr-tiny", weights), data, "test", ev["num_frames"], 32
         )
     return best
+
+
+def t2v_ranks(encoder, data: str, split: str, num_frames: int, max_words: int, batch_size: int = 128) -> torch.Tensor:
+    """Every query's 1-based T2V rank on `split` (the ranks evaluation keeps with a run)."""
+    from vtrlab.data import make_eval_loader
+    from vtrlab.train.evaluate import evaluate_queries
+
+    loader = make_eval_loader(data, split, batch_size=batch_size, num_frames=num_frames, max_words=max_words)
+    return evaluate_queries(encoder, loader)[1].t2v
 
 
 def main() -> None:

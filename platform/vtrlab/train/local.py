@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import torch
-
 from vtrlab.model.dual_encoder import VideoTextDualEncoder
 from vtrlab.train.schedule import warmup_cosine
 from vtrlab.train.step import make_optimizer, training_step
@@ -44,19 +42,3 @@ def train_in_process(
             if on_step is not None:
                 on_step(losses[-1])
     return losses
-
-
-def t2v_ranks(
-    encoder: VideoTextDualEncoder, data: str, split: str, num_frames: int, max_words: int, batch_size: int = 128
-) -> torch.Tensor:
-    """Every query's 1-based T2V rank on `split` of the shards at `data` (pessimistic ties, as in training's
-    evaluation), for `vtrlab.train.bootstrap`'s intervals."""
-    from vtrlab.data import make_eval_loader
-    from vtrlab.train.evaluate import encode_split, score_videos
-    from vtrlab.train.metrics import ranks_t2v
-
-    loader = make_eval_loader(data, split, batch_size=batch_size, num_frames=num_frames, max_words=max_words)
-    with torch.no_grad():
-        encoded = encode_split(encoder, loader)
-        sim = score_videos(encoder, encoded.text, encoded.videos).float()
-    return ranks_t2v(sim, encoded.owner)
