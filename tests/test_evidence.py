@@ -14,11 +14,12 @@ import pytest
 import torch
 import yaml
 
-from vtrlab.data import make_train_loader
+from vtrlab.data import make_eval_loader, make_train_loader
 from vtrlab.data.synth import synth
 from vtrlab.model.factory import create_model
 from vtrlab.train.bootstrap import paired_difference, recall_interval
-from vtrlab.train.local import t2v_ranks, train_in_process
+from vtrlab.train.evaluate import evaluate_queries
+from vtrlab.train.local import train_in_process
 
 pytestmark = pytest.mark.slow
 SPEC = yaml.safe_load((Path(__file__).resolve().parents[1] / "sweeps" / "quickstart.yaml").read_text())
@@ -57,7 +58,8 @@ def ranks_of(method: str, weights: str, data: str) -> torch.Tensor:
         )
         lr = {"method": float(plan["train"]["lr"]), "backbone_bias": 1e-7}
         train_in_process(encoder, loader, train["epochs"], lr, warmup_ratio=train["warmup_ratio"])
-    return t2v_ranks(encoder, data, "test", frames, 32)
+    test = make_eval_loader(data, "test", batch_size=train["eval_batch_size"], num_frames=frames, max_words=32)
+    return evaluate_queries(encoder, test)[1].t2v
 
 
 def test_mv_adapter_beats_zero_shot_and_the_order_blind_bottleneck(pretrained_backbone, synth_demo, one_thread):
