@@ -24,11 +24,10 @@ from pathlib import Path
 import torch
 import yaml
 
-from vtrlab.data import make_train_loader
 from vtrlab.data.synth import synth
 from vtrlab.model.factory import create_model
 from vtrlab.train.bootstrap import paired_difference, recall_interval
-from vtrlab.train.local import train_in_process
+from vtrlab.train.local import recipe_test_ranks, split_ranks
 from vtrlab.train.pretrain import pretrain_backbone
 
 SPEC = Path(__file__).resolve().parents[1] / "sweeps" / "quickstart.yaml"
@@ -37,30 +36,7 @@ SPEC = Path(__file__).resolve().parents[1] / "sweeps" / "quickstart.yaml"
 def run_method(name: str, method: dict, train: dict, data: str, weights: str, seed: int) -> tuple[torch.Tensor, float]:
     """Train `name` with its recipe (none for zero-shot) and return its test ranks and the seconds it took."""
     started = time.perf_counter()
-    torch.manual_seed(seed)
-    encoder = create_model(name, "vtr-tiny", weights, method.get("knobs") or {})
-    recipe = {**train, **(method.get("train") or {})}
-    frames, words = recipe.get("num_frames", 12), recipe.get("max_words", 32)
-    if name != "zero-shot":
-        loader = make_train_loader(
-            data,
-            "train",
-            batch_size=recipe["batch_size"],
-            num_frames=frames,
-            max_words=words,
-            seed=seed,
-            epoch_batches=recipe.get("epoch_batches"),
-        )
-        lr = {"method": float(recipe["lr"]), "backbone_bias": float(recipe.get("backbone_lr", 1e-7))}
-        train_in_process(
-            encoder,
-            loader,
-            recipe["epochs"],
-            lr,
-            weight_decay=float(recipe.get("weight_decay", 0.2)),
-            warmup_ratio=float(recipe.get("warmup_ratio", 0.1)),
-        )
-    ranks = t2v_ranks(encoder, data, "test", frames, words, recipe.get("eval_batch_size", 128))
+    ranks = recipe_test_ranks(name, method, train, data, weights, seed)
     return ranks, time.perf_counter() - started
 
 
@@ -75,23 +51,12 @@ def quickstart_ranks(home: Path) -> dict[str, torch.Tensor]:
         config = read_adapter_config(directory)
         weights = config.backbone.weights
         ev = evaluation_settings(config)
-        ranks = t2v_ranks(load_adapter(directory), data, ev.split, ev.num_frames, ev.max_words)
+        ranks = split_ranks(load_adapter(directory), data, ev.split, ev.num_frames, ev.max_words)
         if config.method not in best or (ranks == 1).sum() > (best[config.method] == 1).sum():
             best[config.method] = ranks
     if weights is not None and "zero-shot" not in best:
-        best["zero-shot"] = t2v_ranks(
-            create_model("zero-shot", "vtr-tiny", weights), data, "test", ev["num_frames"], 32
-        )
+        best["zero-shot"] = split_ranks(create_model("zero-shot", "vtr-tiny", weights), data, "test", ev.num_frames, 32)
     return best
-
-
-def t2v_ranks(encoder, data: str, split: str, num_frames: int, max_words: int, batch_size: int = 128) -> torch.Tensor:
-    """Every query's 1-based T2V rank on `split` (the ranks evaluation keeps with a run)."""
-    from vtrlab.data import make_eval_loader
-    from vtrlab.train.evaluate import evaluate_queries
-
-    loader = make_eval_loader(data, split, batch_size=batch_size, num_frames=num_frames, max_words=max_words)
-    return evaluate_queries(encoder, loader)[1].t2v
 
 
 def main() -> None:

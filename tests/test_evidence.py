@@ -14,12 +14,9 @@ import pytest
 import torch
 import yaml
 
-from vtrlab.data import make_eval_loader, make_train_loader
 from vtrlab.data.synth import synth
-from vtrlab.model.factory import create_model
 from vtrlab.train.bootstrap import paired_difference, recall_interval
-from vtrlab.train.evaluate import evaluate_queries
-from vtrlab.train.local import train_in_process
+from vtrlab.train.local import recipe_test_ranks
 
 pytestmark = pytest.mark.slow
 SPEC = yaml.safe_load((Path(__file__).resolve().parents[1] / "sweeps" / "quickstart.yaml").read_text())
@@ -42,24 +39,7 @@ def one_thread():
 
 def ranks_of(method: str, weights: str, data: str) -> torch.Tensor:
     """Test-split T2V ranks of `method` trained with the quickstart sweep's fixed recipe."""
-    plan, train = SPEC["methods"][method], SPEC["train"]
-    frames = train["num_frames"]
-    torch.manual_seed(0)
-    encoder = create_model(method, "vtr-tiny", weights, plan.get("knobs") or {})
-    if method != "zero-shot":
-        loader = make_train_loader(
-            data,
-            "train",
-            batch_size=train["batch_size"],
-            num_frames=frames,
-            max_words=32,
-            seed=0,
-            epoch_batches=train["epoch_batches"],
-        )
-        lr = {"method": float(plan["train"]["lr"]), "backbone_bias": 1e-7}
-        train_in_process(encoder, loader, train["epochs"], lr, warmup_ratio=train["warmup_ratio"])
-    test = make_eval_loader(data, "test", batch_size=train["eval_batch_size"], num_frames=frames, max_words=32)
-    return evaluate_queries(encoder, test)[1].t2v
+    return recipe_test_ranks(method, SPEC["methods"][method], SPEC["train"], data, weights, seed=0)
 
 
 def test_mv_adapter_beats_zero_shot_and_the_order_blind_bottleneck(pretrained_backbone, synth_demo, one_thread):

@@ -16,7 +16,7 @@ from vtrlab.report.collect import TrialRecord, collect_trials
 from vtrlab.report.plots import learning_curves, pareto_plot
 from vtrlab.report.references import references_for
 from vtrlab.report.table import MEASURED, ComparisonRow, best_rows, html_table, markdown_table, reference_rows
-from vtrlab.report.uncertainty import BASELINE_METHOD, Contrast, against_baseline, contrasts, query_ranks_of
+from vtrlab.report.uncertainty import Contrast, compare_methods
 from vtrlab.tracking.client import Tracker
 
 ARTIFACT_DIR = "compare"
@@ -104,18 +104,17 @@ def build_comparison(
 def attach_uncertainty(tracker: Tracker, measured: list[ComparisonRow]) -> list[Contrast]:
     """Give each measured row its recalls' intervals, its query counts and its paired difference from zero-shot
     (from its run's per-query ranks); returns every pairwise contrast per benchmark."""
-    ranks = query_ranks_of(tracker, [row.run_id for row in measured if row.run_id])
     found: list[Contrast] = []
     for benchmark in sorted({row.benchmark for row in measured}):
-        members = [row for row in measured if row.benchmark == benchmark and row.run_id in ranks]
+        members = [row for row in measured if row.benchmark == benchmark and row.run_id]
+        compared = compare_methods(tracker, benchmark, {row.method: row.run_id for row in members})
         for row in members:
-            row_ranks = ranks[row.run_id]
-            row.intervals = {metric: interval.to_dict() for metric, interval in row_ranks.intervals().items()}
-            row.queries = {"t2v": row_ranks.t2v.numel(), "v2t": row_ranks.v2t.numel()}
-        found += contrasts(benchmark, [(row.method, ranks[row.run_id]) for row in members])
-        for row in members:
-            versus = against_baseline(found, row.method, benchmark) if row.method != BASELINE_METHOD else None
+            ranks, versus = compared.ranks.get(row.method), compared.versus_baseline.get(row.method)
+            if ranks is not None:
+                row.intervals = {metric: interval.to_dict() for metric, interval in ranks.intervals().items()}
+                row.queries = {"t2v": ranks.t2v.numel(), "v2t": ranks.v2t.numel()}
             row.versus_baseline = versus.to_dict() if versus is not None else None
+        found += compared.contrasts
     return found
 
 

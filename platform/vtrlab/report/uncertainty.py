@@ -54,31 +54,32 @@ class Contrast:
         )
 
 
-def query_ranks_of(tracker: Tracker, run_ids: list[str]) -> dict[str, QueryRanks]:
-    """{run id: its per-query ranks} for the runs that kept them."""
-    found = {}
-    for run_id in dict.fromkeys(run_ids):
-        ranks = load_query_ranks(tracker, run_id)
-        if ranks is not None:
-            found[run_id] = ranks
-    return found
+@dataclass(frozen=True)
+class MethodsCompared:
+    """One benchmark's best run per method, compared: each method's per-query ranks (those that kept them),
+    every pair's paired contrast, and each method's contrast with zero-shot (method minus zero-shot)."""
+
+    ranks: dict[str, QueryRanks]
+    contrasts: list[Contrast]
+    versus_baseline: dict[str, Contrast]
 
 
-def contrasts(benchmark: str, ranked: list[tuple[str, QueryRanks]], metric: str = CONTRAST_METRIC) -> list[Contrast]:
-    """Every pair of (method, ranks) on the same queries, the better-scoring method first."""
-    found = []
-    for (method_a, a), (method_b, b) in combinations(ranked, 2):
-        if not a.paired_with(b):
-            continue
-        contrast = Contrast(benchmark, method_a, method_b, metric, a.difference(b, metric))
-        found.append(contrast.reversed() if contrast.test.difference < 0 else contrast)
-    return sorted(found, key=lambda c: (c.benchmark, -c.test.difference, c.a, c.b))
-
-
-def against_baseline(found: list[Contrast], method: str, benchmark: str) -> Contrast | None:
-    """The contrast of `method` with the zero-shot baseline on `benchmark`, as method minus baseline."""
-    for contrast in found:
-        if contrast.benchmark != benchmark or {contrast.a, contrast.b} != {method, BASELINE_METHOD}:
-            continue
-        return contrast if contrast.a == method else contrast.reversed()
-    return None
+def compare_methods(tracker: Tracker, benchmark: str, best_runs: dict[str, str]) -> MethodsCompared:
+    """Compare the methods of `best_runs` ({method: its best run id on `benchmark`}) from the runs' own ranks."""
+    ranks = {}
+    for method, run_id in best_runs.items():
+        found = load_query_ranks(tracker, run_id)
+        if found is not None:
+            ranks[method] = found
+    pairs = []
+    for (method_a, a), (method_b, b) in combinations(ranks.items(), 2):
+        if a.paired_with(b):
+            contrast = Contrast(benchmark, method_a, method_b, CONTRAST_METRIC, a.difference(b, CONTRAST_METRIC))
+            pairs.append(contrast.reversed() if contrast.test.difference < 0 else contrast)
+    pairs.sort(key=lambda c: (-c.test.difference, c.a, c.b))
+    versus = {}
+    for contrast in pairs:
+        if BASELINE_METHOD in (contrast.a, contrast.b):
+            mine = contrast if contrast.b == BASELINE_METHOD else contrast.reversed()
+            versus[mine.a] = mine
+    return MethodsCompared(ranks, pairs, versus)

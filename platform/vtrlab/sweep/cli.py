@@ -53,9 +53,10 @@ def sweep_command(
 def best_per_method_lines(trials) -> list[str]:
     """Per benchmark: the best T2V R@1 per method with its interval, then each method's paired difference
     from zero-shot on the same queries (from the runs' per-query ranks)."""
-    from vtrlab.report.uncertainty import BASELINE_METHOD, against_baseline, contrasts, query_ranks_of
+    from vtrlab.report.uncertainty import BASELINE_METHOD, compare_methods
     from vtrlab.tracking.client import Tracker
 
+    tracker = Tracker()
     lines = []
     for benchmark in sorted({t.benchmark for t in trials}):
         best: dict[str, Any] = {}
@@ -67,12 +68,10 @@ def best_per_method_lines(trials) -> list[str]:
         ordered = sorted(best.items(), key=lambda kv: -kv[1].metrics.get("t2v_R1", 0.0))
         ranking = ", ".join(f"{m} {_recall_cell(t.metrics, 't2v_R1')}" for m, t in ordered)
         lines.append(f"best T2V R@1 per method on {benchmark}: {ranking}")
-        ranks = query_ranks_of(Tracker(), [t.run_id for _, t in ordered if t.run_id])
-        found = contrasts(benchmark, [(m, ranks[t.run_id]) for m, t in ordered if t.run_id in ranks])
+        compared = compare_methods(tracker, benchmark, {m: t.run_id for m, t in ordered if t.run_id})
         for method, _ in ordered:
-            versus = against_baseline(found, method, benchmark) if method != BASELINE_METHOD else None
-            if versus is not None:
-                lines.append(f"  paired T2V R@1 vs {BASELINE_METHOD}: {versus}")
+            if method in compared.versus_baseline:
+                lines.append(f"  paired T2V R@1 vs {BASELINE_METHOD}: {compared.versus_baseline[method]}")
     return lines
 
 
