@@ -8,13 +8,19 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.vtrlab-installed
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
+# Python writes its bytecode caches into .venv: pip installs with --no-compile (below), so without them every
+# process (each Ray Tune trial, Ray Train controller and worker, each test subprocess) would compile torch, Ray
+# and MLflow again on import, about 6 s a process on 2 cores. A shell that sets PYTHONDONTWRITEBYTECODE=1
+# (this machine's does) would keep it that way, so make's commands run without it.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: demo test lint format install bench clean postgresql
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# (grep drops pip's notes about this machine's unused local index folders; --no-compile: Python compiles
-	# on first import only the modules it uses, instead of pip compiling every file of torch, Ray and MLflow)
+	# on first import only the modules it uses, and caches them, instead of pip compiling every file of torch,
+	# Ray and MLflow)
 	$(BIN)/python -m pip install --quiet --no-compile --constraint constraints.txt --editable '.[test]' 2>&1 \
 		| { grep -v "^WARNING: Location" || true; }
 	touch $(STAMP)
