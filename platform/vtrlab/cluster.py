@@ -133,6 +133,8 @@ class LocalRay:
         self._write_token()
         env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_TOKEN"}  # ours, by path, not the user's
         apply_retry_env(env)
+        for name, value in LOCAL_RAY_DEFAULTS.items():
+            env.setdefault(name, value)
         env.update(
             {
                 **self.extra_env,
@@ -194,6 +196,11 @@ class LocalRay:
             self.process = None
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
+
+# Settings of the private local Ray (a user's own environment wins). Ray Train's controller polls its workers
+# every 2 s by default, so every run ended up to 2 s after its last report, twice (the worker group, then the
+# controller): on one node a poll costs nothing, and 0.5 s saves about 3 s a trial.
+LOCAL_RAY_DEFAULTS = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5"}
 
 _LOCAL: LocalRay | None = None
 _SAVED_ENV: dict[str, str | None] = {}
