@@ -41,8 +41,8 @@ def measure(experiment: str) -> dict:
         "startup_median": statistics.median(startups) if startups else float("nan"),
         "startup_max": max(startups) if startups else float("nan"),
         "trial_seconds_sum": sum(durations),
-        # from the sweep run's start to its last trial's end: what its runs record, whatever a later resuming
-        # `vtrlab sweep --resume` (or a second quickstart) logs as its own `sweep_wall_seconds`
+        # from the sweep run's start to its last trial's end, as its runs record it (`sweep_wall_seconds` also
+        # counts the driver time of any later resume, e.g. a second quickstart re-reading the finished sweep)
         "sweep_wall": (last_end - parent.info.start_time) / 1000 if last_end else float("nan"),
     }
 

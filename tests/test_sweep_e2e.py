@@ -136,12 +136,16 @@ def test_champion_is_registered_with_artifacts_on_s3(sweep_world):
 def test_resume_keeps_finished_trials_and_adds_nothing(sweep_world):
     mlflow = MlflowClient(sweep_world["server"].uri)
     experiment = mlflow.get_experiment_by_name("sweep-e2e")
-    before = len(mlflow.search_runs([experiment.experiment_id]))
+    before = mlflow.search_runs([experiment.experiment_id])
+    parent = next(r for r in before if r.data.tags.get("vtrlab.kind") == "sweep")
+    wall_before = parent.data.metrics["sweep_wall_seconds"]
     versions = len(mlflow.search_model_versions("name = 'vtrlab-synthetic-vtr-tiny'"))
     result = vtrlab(["sweep", str(sweep_world["spec"]), "--resume"], sweep_world["env"], timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert len(mlflow.search_runs([experiment.experiment_id])) == before
+    assert len(mlflow.search_runs([experiment.experiment_id])) == len(before)
     assert len(mlflow.search_model_versions("name = 'vtrlab-synthetic-vtr-tiny'")) == versions
+    # the sweep's wall time adds the resume's own driver time to the first run's (never replaced by it)
+    assert mlflow.get_run(parent.info.run_id).data.metrics["sweep_wall_seconds"] > wall_before
 
 
 def test_unreachable_servers_are_named(sweep_world, tmp_path):
