@@ -14,6 +14,7 @@ from typing import Any
 
 import mlflow
 import numpy as np
+import pandas as pd
 
 
 class AdapterEmbeddings(mlflow.pyfunc.PythonModel):
@@ -30,7 +31,7 @@ class AdapterEmbeddings(mlflow.pyfunc.PythonModel):
         self.num_frames = int(config.get("num_frames") or settings.num_frames)
         self.max_words = int(config.get("max_words") or settings.max_words)
 
-    def predict(self, context, model_input, params: dict[str, Any] | None = None) -> np.ndarray:
+    def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> np.ndarray:
         import torch
 
         columns = set(getattr(model_input, "columns", []))

@@ -372,6 +372,7 @@ class Tracker:
 
         import mlflow
         import numpy as np
+        import pandas as pd
         from mlflow.models import Model, ModelSignature
         from mlflow.types import ColSpec, Schema, TensorSpec
 
@@ -406,6 +407,9 @@ class Tracker:
                 artifacts={"adapter": str(adapter_dir)},
                 code_paths=[str(Path(vtrlab.__file__).parent)],
                 signature=signature,
+                # shown on the model's page; not run at logging (that would load the adapter and its backbone)
+                input_example=pd.DataFrame({"text": ["a red square slides right, then a blue circle slides left"]}),
+                validate_serving_input=False,
                 pip_requirements=requirements,
             )
         return info.model_uri, info.model_id
