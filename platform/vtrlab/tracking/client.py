@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -372,7 +373,6 @@ class Tracker:
 
         import mlflow
         import numpy as np
-        import pandas as pd
         from mlflow.models import Model, ModelSignature
         from mlflow.types import ColSpec, Schema, TensorSpec
 
@@ -396,7 +396,10 @@ class Tracker:
             source_run_id=run_id,
             tags={"vtrlab.run_id": run_id},
         )
-        with self._as_global_uri(), quiet_progress():
+        with self._as_global_uri(), quiet_progress(), warnings.catch_warnings():
+            # the signature is explicit; an input example would be validated by loading the adapter and its
+            # backbone in this process (MLflow's serving-input check), only to log it
+            warnings.filterwarnings("ignore", message=".*An input example was not provided", category=UserWarning)
             info = Model.log(
                 artifact_path=None,  # deprecated for `name`, but still a required argument (MLflow 3.17)
                 name=name,
@@ -407,9 +410,6 @@ class Tracker:
                 artifacts={"adapter": str(adapter_dir)},
                 code_paths=[str(Path(vtrlab.__file__).parent)],
                 signature=signature,
-                # shown on the model's page; not run at logging (that would load the adapter and its backbone)
-                input_example=pd.DataFrame({"text": ["a red square slides right, then a blue circle slides left"]}),
-                validate_serving_input=False,
                 pip_requirements=requirements,
             )
         return info.model_uri, info.model_id
