@@ -198,8 +198,8 @@ class LocalRay:
 
 
 # Settings of the private local Ray (a user's own environment wins). Ray Train's controller polls its workers
-# every 2 s by default, so every run ended up to 2 s after its last report, twice (the worker group, then the
-# controller): on one node a poll costs nothing, and 0.5 s saves about 3 s a trial.
+# every 2 s by default: a run's `fit()` returned about 4 s after its last report, with 0.5 s about 1.3 s (a poll
+# costs nothing on one node).
 LOCAL_RAY_DEFAULTS = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5"}
 
 _LOCAL: LocalRay | None = None

@@ -225,6 +225,10 @@ class SweepRunner:
         tracker.log_text(parent.run_id, self.spec_path.read_text(), f"spec/{self.spec_path.name}")
         # `sweep_wall_seconds` sums the driver time of every run of this sweep (a resume adds its own)
         earlier_wall = tracker.run(parent.run_id).metrics.get("sweep_wall_seconds", 0.0)
+
+        def sweep_wall() -> float:
+            return earlier_wall + time.perf_counter() - started
+
         trials: list[TrialOutcome] = []
         registrations: list[Registration] = []
         notes: list[str] = []
@@ -242,16 +246,14 @@ class SweepRunner:
 
             reason = "interrupted (SIGINT/SIGTERM)" if isinstance(err, KeyboardInterrupt) else one_line(err)
             with suppress(Exception):
-                wall = earlier_wall + time.perf_counter() - started
-                tracker.log_metrics(parent.run_id, {"sweep_wall_seconds": wall})
+                tracker.log_metrics(parent.run_id, {"sweep_wall_seconds": sweep_wall()})
             tracker.end_run(parent.run_id, RunState.FAILED, error=f"{reason}; `vtrlab sweep --resume` continues it")
             with suppress(Exception):  # else `vtrlab reconcile` closes them: their parent has ended
                 close_children(tracker, parent.run_id, f"the sweep stopped: {reason}; `--resume` continues it")
             raise
         wall = time.perf_counter() - started
         outcome = SweepOutcome(self.spec.name, parent.run_id, self.experiment, trials, registrations, wall, notes)
-        metrics = {"sweep_wall_seconds": earlier_wall + wall, "failed_trials": len(outcome.failed)}
-        tracker.log_metrics(parent.run_id, metrics)
+        tracker.log_metrics(parent.run_id, {"sweep_wall_seconds": sweep_wall(), "failed_trials": len(outcome.failed)})
         summary = failure_summary(trials)
         if summary and (self.strict or len(outcome.failed) == len(trials)):
             tracker.end_run(parent.run_id, RunState.FAILED, error=summary)
