@@ -13,7 +13,8 @@ server), except that a share of them meet a fault:
 
 Faults are deterministic given the seed: the fate of a request is drawn from ``(seed, method, path, n)``
 where n counts earlier requests with the same method and path, so threads interleaving differently get the
-same faults. At most ``max_consecutive`` faults in a row hit one (method, path), so a client that retries
+same faults. The path is taken without what is random per run (a test's fresh bucket, the writer's ``.tmp-<hex>``
+suffix, MLflow's run ids, S3's multipart upload id), so the same test meets the same faults on every run. At most ``max_consecutive`` faults in a row hit one (method, path), so a client that retries
 (botocore "standard" mode, 5 attempts) or resumes always gets through. ``counts`` tallies what was injected.
 """
 
@@ -22,12 +23,13 @@ from __future__ import annotations
 import contextlib
 import http.client
 import random
+import re
 import socket
 import threading
 import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlparse
+from urllib.parse import parse_qsl, urlencode, urlparse
 
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "te", "trailer", "upgrade"}
 OWN_HEADERS = {"content-length", "date", "server"}  # written by this proxy's handler
@@ -35,6 +37,15 @@ ERRORS = {
     "slowdown": (503, "SlowDown", "Please reduce your request rate."),
     "internal": (500, "InternalError", "We encountered an internal error. Please try again."),
 }
+
+
+def stable_path(path: str) -> str:
+    """``path`` (path-style ``/bucket/key?query``) without the bucket, ``uploadId`` and any run of 10 or
+    more hex digits (temporary suffixes, run and experiment ids)."""
+    parsed = urlparse(path)
+    key = re.sub(r"[0-9a-f]{10,}", "#", parsed.path.lstrip("/").partition("/")[2])
+    query = [(k, "" if k == "uploadId" else v) for k, v in parse_qsl(parsed.query, keep_blank_values=True)]
+    return f"/{key}?{urlencode(query)}" if parsed.query else f"/{key}"
 
 
 class _Server(ThreadingHTTPServer):
@@ -79,14 +90,14 @@ class FaultProxy:
 
     def fate(self, method: str, path: str) -> str | None:
         """The fault for this request (None: forwarded untouched)."""
-        key = (method, path)
+        key = (method, stable_path(path))
         with self._lock:
             n = self._seen[key]
             self._seen[key] += 1
             if not self.enabled or self._streak[key] >= self.max_consecutive:
                 self._streak[key] = 0
                 return None
-            draw = random.Random(f"{self.seed}:{method}:{path}:{n}").random()
+            draw = random.Random(f"{self.seed}:{method}:{key[1]}:{n}").random()
             get_object = method == "GET" and "?" not in path and path.count("/") >= 2
             fate = None
             for kind, rate in self.rates.items():

@@ -67,7 +67,7 @@ def test_data_build_through_faults(benchmark_fixtures, s3_endpoint, s3_bucket, r
     fx = benchmark_fixtures["msrvtt"]
     opts = {"shard_samples": 2, "num_frames": 6, "image_size": 32, "executor": "ray"}
     clean = build("msrvtt", fx["annotations"], fx["videos"], f"{s3_bucket}/clean", **opts)
-    faults = FaultProxy(s3_endpoint, seed=1).start()
+    faults = FaultProxy(s3_endpoint, seed=2).start()
     try:
         monkeypatch.setenv("AWS_ENDPOINT_URL", faults.url)  # the shard tasks get it in the store's spec
         faulty = build("msrvtt", fx["annotations"], fx["videos"], f"{s3_bucket}/faulty", **opts)
