@@ -13,8 +13,9 @@ server), except that a share of them meet a fault:
 
 Faults are deterministic given the seed: the fate of a request is drawn from ``(seed, method, path, n)``
 where n counts earlier requests with the same method and path, so threads interleaving differently get the
-same faults. The path is taken without what is random per run (a test's fresh bucket, the writer's ``.tmp-<hex>``
-suffix, MLflow's run ids, S3's multipart upload id), so the same test meets the same faults on every run. At most ``max_consecutive`` faults in a row hit one (method, path), so a client that retries
+same faults. The path is taken without what is random per run (a test's fresh bucket, the writer's
+``.tmp-<hex>`` suffix, MLflow's run ids, S3's multipart upload id), so the same test meets the same faults
+on every run. At most ``max_consecutive`` faults in a row hit one (method, path), so a client that retries
 (botocore "standard" mode, 5 attempts) or resumes always gets through. ``counts`` tallies what was injected.
 """
 

@@ -173,13 +173,25 @@ class LocalRay:
                 lines = self.log_path.read_text(errors="replace").strip().splitlines() if self.log_path.exists() else []
                 self.stop()  # removes the temp dir, log included: its last line goes into the message
                 raise ConfigError(f"local Ray failed to start: {lines[-1] if lines else 'no output'}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.dashboard_port), timeout=1):
-                    return self
-            except OSError:
-                time.sleep(0.5)
+            if self._head_is_up():
+                return self
+            time.sleep(0.5)
         self.stop()
         raise ConfigError(f"local Ray did not come up within {timeout:.0f} s")
+
+    def _head_is_up(self) -> bool:
+        """Whether drivers can connect: `ray start` writes its address file only once the GCS, the dashboard
+        and the raylet are all up (the dashboard port alone answers before the raylet has registered, and a
+        driver connecting then fails), and the dashboard answers (jobs are submitted there)."""
+        from ray._common.utils import get_ray_address_file  # the file `ray start` writes last
+
+        if not Path(get_ray_address_file(self.temp_dir)).is_file():
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", self.dashboard_port), timeout=1):
+                return True
+        except OSError:
+            return False
 
     def stop(self, timeout: float = 60.0) -> None:
         """Stop the head and everything of its session; remove its temp dir (token included)."""
