@@ -261,10 +261,26 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
     if not port.isdigit():
         return
     try:
-        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
-            pass
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout) as conn:
+            answer = _http_answer(conn)
     except OSError as err:
         raise ConfigError(f"Ray at {address} is not reachable ({err.strerror or err}); is the cluster up?") from None
+    if answer:  # the GCS speaks gRPC (HTTP/2) and never answers an HTTP/1.0 request line
+        raise ConfigError(
+            f"{address} answers as a web server ({answer}), not as a Ray head's GCS port: give the address "
+            "`ray start --head` printed (port 6379 by default), not the dashboard's (8265)"
+        )
+
+
+def _http_answer(conn: socket.socket, timeout: float = 2.0) -> str:
+    """The status line a web server answers to `HEAD /` on `conn`, or "" (no HTTP/1 answer)."""
+    conn.settimeout(timeout)
+    try:
+        conn.sendall(b"HEAD / HTTP/1.0\r\n\r\n")
+        first = conn.recv(64)
+    except OSError:
+        return ""
+    return first.split(b"\r\n")[0].decode("latin-1") if first.startswith(b"HTTP/") else ""
 
 
 @contextlib.contextmanager
