@@ -186,7 +186,9 @@ def test_a_tracking_server_down_for_30_s_mid_trial_loses_and_duplicates_nothing(
 def raised(world) -> dict:
     """A finished sweep in which one trial raised at every attempt (bottleneck) and one finished (zero-shot)."""
     methods = {"zero-shot": {}, "bottleneck": {"knobs": {"width": 16}, "train": {"lr": 2e-3}}}
-    spec = write_spec(world, "lc-raise", methods, train={"epochs": 2, "batch_size": 32, "epoch_batches": 3})
+    # no worker-group restarts inside an attempt (train.max_failures: 0): the retries counted here are Tune's
+    train = {"epochs": 2, "batch_size": 32, "epoch_batches": 3, "max_failures": 0}
+    spec = write_spec(world, "lc-raise", methods, train=train)
     env = {**world["env"], "VTRLAB_TEST_FAULT": "raise@0"}  # every training step of epoch 0 on: zero-shot has none
     result = run_vtrlab(["sweep", str(spec)], env, timeout=1500)
     return {"spec": spec, "env": env, "result": result}

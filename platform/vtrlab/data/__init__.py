@@ -17,9 +17,10 @@ loaders take a tokenizer, :mod:`vtrlab.text`), MLflow or the CLI. Public API::
     decode_frames(batch, device)   # for loaders made with decode="device"
 """
 
+from typing import Any
+
 from vtrlab.data.benchmarks import get_benchmark, list_benchmarks, register_benchmark
 from vtrlab.data.card import DatasetCard, load_card
-from vtrlab.data.loader import decode_frames, frame_indices, make_eval_loader, make_train_loader
 from vtrlab.data.parsers import VideoItem, parse_annotations
 from vtrlab.data.shards import read_manifest
 
@@ -72,7 +73,15 @@ def write_contact_sheet(url: str, path: str, **kw) -> str:
     return _w(url, path, **kw)
 
 
-def __getattr__(attr: str) -> tuple[str, ...]:
+# the loaders import torch (about 1.3 s): on first use, so the CLI's other commands start without it
+_LOADER_NAMES = ("decode_frames", "frame_indices", "make_eval_loader", "make_train_loader")
+
+
+def __getattr__(attr: str) -> Any:
     if attr == "CARD_NAMES":  # the registered benchmarks (discovered on first use)
         return tuple(list_benchmarks())
+    if attr in _LOADER_NAMES:
+        from vtrlab.data import loader
+
+        return getattr(loader, attr)
     raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")

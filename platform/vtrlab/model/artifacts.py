@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import SafetensorError
@@ -34,8 +34,10 @@ from vtrlab.model.adapter_config import (
     shorten,
     weights_path,
 )
-from vtrlab.model.dual_encoder import VideoTextDualEncoder
-from vtrlab.model.factory import create_model
+
+if TYPE_CHECKING:  # the model code imports open_clip (and torchvision): only `load_adapter` needs it at run time,
+    # so processes that only verify or register artifacts (Tune's trial actors) do not pay for it
+    from vtrlab.model.dual_encoder import VideoTextDualEncoder
 
 __all__ = [
     "CONFIG_NAME",
@@ -201,6 +203,8 @@ def load_adapter(
 
     `weights` defaults to what the artifact records; the fingerprint check refuses any other backbone.
     """
+    from vtrlab.model.factory import create_model
+
     config = read_adapter_config(directory)
     recorded = config.backbone
     try:

@@ -32,6 +32,15 @@ class VtrlabTorchTrainer(TorchTrainer):
         return super()._initialize_and_run_controller(**kwargs)
 
 
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    """Ray Train's per-worker function: `vtrlab.train.loop.train_loop`, imported in the worker. The trainer
+    pickles this function by reference, so the process that builds the trainer (a Tune trial actor) does
+    not import the model code (open_clip and torchvision) it never runs."""
+    from vtrlab.train.loop import train_loop
+
+    train_loop(config)
+
+
 def make_trainer(
     spec: TrainSpec,
     name: str,
@@ -46,7 +55,6 @@ def make_trainer(
     from ray.train.torch import TorchConfig
 
     from vtrlab.storage import pyarrow_filesystem
-    from vtrlab.train.loop import train_loop
 
     filesystem, path = pyarrow_filesystem(storage_path)  # s3:// with vtrlab's retry configuration
     use_gpu = spec.gpus_per_worker > 0
@@ -54,7 +62,7 @@ def make_trainer(
     if use_gpu:
         resources["GPU"] = spec.gpus_per_worker
     return VtrlabTorchTrainer(
-        train_loop,
+        train_loop_per_worker,
         train_loop_config={"spec": spec, "tracking": tracking or {}},
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         scaling_config=ScalingConfig(num_workers=spec.workers, use_gpu=use_gpu, resources_per_worker=resources),
