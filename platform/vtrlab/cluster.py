@@ -256,7 +256,8 @@ def stop_local_ray() -> None:
 
 
 def _check_reachable(address: str, timeout: float = 5.0) -> None:
-    """Fail fast, naming the address, when nothing listens at host:port (ray.init would retry for minutes)."""
+    """Fail fast, naming the address, when nothing listens at host:port or a web server does (the dashboard's
+    port given for the GCS's): ray.init would retry against either for minutes."""
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not port.isdigit():
         return
