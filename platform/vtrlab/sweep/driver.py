@@ -60,7 +60,7 @@ class SweepOutcome:
     experiment: str
     trials: list[TrialOutcome]
     registrations: list[Registration]
-    wall_seconds: float
+    wall_seconds: float  # the driver time of every run of the sweep (a resume adds its own)
     notes: list[str] = field(default_factory=list)  # e.g. why a benchmark registered nothing
 
     @property
@@ -251,9 +251,10 @@ class SweepRunner:
             with suppress(Exception):  # else `vtrlab reconcile` closes them: their parent has ended
                 close_children(tracker, parent.run_id, f"the sweep stopped: {reason}; `--resume` continues it")
             raise
-        wall = time.perf_counter() - started
+        # the whole sweep's time: a rerun that only re-reads finished trials does not print them as taking seconds
+        wall = sweep_wall()
         outcome = SweepOutcome(self.spec.name, parent.run_id, self.experiment, trials, registrations, wall, notes)
-        tracker.log_metrics(parent.run_id, {"sweep_wall_seconds": sweep_wall(), "failed_trials": len(outcome.failed)})
+        tracker.log_metrics(parent.run_id, {"sweep_wall_seconds": wall, "failed_trials": len(outcome.failed)})
         summary = failure_summary(trials)
         if summary and (self.strict or len(outcome.failed) == len(trials)):
             tracker.end_run(parent.run_id, RunState.FAILED, error=summary)
